@@ -1,0 +1,56 @@
+"""The `hauswacht` command: one subcommand per job.
+
+The CLI only parses arguments and calls library functions. Each subcommand
+module has `register(subparsers, lang)`, which adds its parser and sets
+`handler` to a function that takes the parsed arguments and returns the exit
+status: 0 on success, 1 when the operation failed, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hauswacht.i18n import detect_language
+
+SUBCOMMAND_MODULES = ("replay", "stats", "demo", "vault")
+
+
+def build_parser(lang: str) -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="hauswacht",
+        description=(
+            "Self-hosted observability for Python web services."
+            if lang == "en"
+            else "Selbst betriebene Überwachung für Python-Webdienste."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"hauswacht.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hauswacht.cli.{name}":
+                continue  # that part is not built yet
+            raise
+        module.register(subparsers, lang)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    lang = detect_language()
+    parser = build_parser(lang)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted" if lang == "en" else "abgebrochen", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The dashboard part; built by its own issue."""

@@ -1,0 +1,1 @@
+"""Operations: access-log replay now; backups, retention and status later."""

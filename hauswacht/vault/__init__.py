@@ -1,0 +1,1 @@
+"""The vault part; built by its own issue."""

@@ -1,0 +1,255 @@
+"""The events database schema, its migrations and how connections are opened.
+
+The writer owns the schema. A Hauswacht events file carries
+`PRAGMA application_id = APPLICATION_ID` and `PRAGMA user_version` = the
+number of migrations applied. `MIGRATIONS[i]` moves a database from version i
+to i + 1; migrations only ever move forward and each runs in its own
+transaction together with its `user_version` bump.
+
+Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000):
+- requests, errors, metrics: raw events, one row each.
+- request_rollups: per (hour, route, method, status) the count, the number of
+  requests with a known duration (timed_count), sum/min/max of their
+  durations, response bytes and log-spaced duration buckets (see histogram.py).
+- metric_rollups: per (hour, name, tags) the same for metric values.
+- error_groups: one row per fingerprint with counts, first/last seen, status
+  and the latest event; error_rollups counts error events per hour and group.
+- dropped_rollups: events lost per hour and reason ('queue_full' when the
+  in-memory queue was full, 'write_failed' when a batch could not be stored).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+APPLICATION_ID = 0x48574348  # "HWCH"
+BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseError(Exception):
+    """An events database that is missing, unreadable or not a Hauswacht file."""
+
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        route TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        duration_ms REAL,
+        ttfb_ms REAL,
+        response_bytes INTEGER,
+        client TEXT,
+        user_agent TEXT,
+        trace_id TEXT
+    ) STRICT;
+    CREATE INDEX requests_ts ON requests (ts);
+
+    CREATE TABLE metrics (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        unit TEXT,
+        tags TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX metrics_ts ON metrics (ts);
+
+    CREATE TABLE errors (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        level TEXT NOT NULL,
+        trace_id TEXT,
+        data TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX errors_ts ON errors (ts);
+    CREATE INDEX errors_fingerprint ON errors (fingerprint, ts);
+
+    CREATE TABLE request_rollups (
+        hour INTEGER NOT NULL,
+        route TEXT NOT NULL,
+        method TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        timed_count INTEGER NOT NULL,
+        sum_ms REAL NOT NULL,
+        min_ms REAL,
+        max_ms REAL,
+        response_bytes INTEGER NOT NULL,
+        buckets TEXT NOT NULL,
+        PRIMARY KEY (hour, route, method, status)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE metric_rollups (
+        hour INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        unit TEXT,
+        count INTEGER NOT NULL,
+        sum REAL NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        buckets TEXT NOT NULL,
+        PRIMARY KEY (hour, name, tags)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE error_groups (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL UNIQUE,
+        scheme INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'unresolved'
+            CHECK (status IN ('unresolved', 'resolved', 'ignored')),
+        resolved_at INTEGER,
+        regressions INTEGER NOT NULL DEFAULT 0,
+        latest_event TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX error_groups_last_seen ON error_groups (last_seen);
+
+    CREATE TABLE error_rollups (
+        hour INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, fingerprint)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE dropped_rollups (
+        hour INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, reason)
+    ) STRICT, WITHOUT ROWID;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+)
+
+
+def check_header(conn: sqlite3.Connection, path: str | os.PathLike[str]) -> int:
+    """Return the schema version of `conn`, or raise DatabaseError if it is no Hauswacht file.
+
+    A brand-new empty file (application_id 0, no tables) returns 0.
+    """
+    try:
+        application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{path}: not an SQLite database ({exc})") from exc
+    if application_id == 0 and tables == 0:
+        return 0
+    if application_id != APPLICATION_ID:
+        raise DatabaseError(
+            f"{path}: not a Hauswacht events database (application_id {application_id:#x})"
+        )
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{path}: schema version {version} is newer than this Hauswacht "
+            f"(knows {SCHEMA_VERSION}); upgrade Hauswacht"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, path: str | os.PathLike[str]) -> int:
+    """Bring the schema of `conn` up to SCHEMA_VERSION; return the version found before.
+
+    Safe when several processes start at once: each migration runs under
+    BEGIN IMMEDIATE and re-reads the version after taking the write lock.
+    """
+    found = check_header(conn, path)
+    if found == SCHEMA_VERSION:
+        return found
+    for target in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = check_header(conn, path)
+            if current >= target:
+                conn.execute("COMMIT")
+                continue
+            for statement in _split(MIGRATIONS[target - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _split(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def prepare_database(path: str | os.PathLike[str]) -> None:
+    """Create the file (and its folder, mode 0700) if needed, set WAL and migrate.
+
+    Raises DatabaseError naming the path when the file cannot be used.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"{path.parent}: cannot create folder ({exc.strerror})") from exc
+    created = not path.exists()
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"{path}: cannot open ({exc})") from exc
+    try:
+        if created:
+            os.chmod(path, 0o600)
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{path}: cannot use as events database ({exc})") from exc
+    finally:
+        conn.close()
+
+
+def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open an existing events database read-only (`mode=ro`, `query_only`).
+
+    Raises DatabaseError naming the path when it is missing, unreadable, not
+    a Hauswacht file or has a schema this version does not know.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseError(f"{path}: no such file; record events first or pass --db")
+    if not os.access(path, os.R_OK):
+        raise DatabaseError(f"{path}: not readable by this user")
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA query_only = ON")
+        version = check_header(conn, path)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"{path}: cannot read ({exc})") from exc
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise DatabaseError(
+            f"{path}: schema version {version}, expected {SCHEMA_VERSION}; "
+            "start a Hauswacht writer on it once to migrate"
+        )
+    return conn

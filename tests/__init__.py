@@ -1,0 +1,1 @@
+"""Hauswacht test suite."""
