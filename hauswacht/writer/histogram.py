@@ -68,10 +68,19 @@ def decode(text: str | None) -> dict[str, int]:
 
 
 def merge_json(left: str | None, right: str | None) -> str:
-    """Merge two encoded bucket maps; registered as an SQLite function for rollup upserts."""
-    merged = decode(left)
-    merge(merged, decode(right))
-    return encode(merged)
+    """Merge two encoded bucket maps; registered as an SQLite function for rollup upserts.
+
+    Runs once per updated rollup row inside the writer's transaction, so it
+    skips the decode when one side is empty.
+    """
+    if not right or right == "{}":
+        return left or "{}"
+    if not left or left == "{}":
+        return right
+    merged = orjson.loads(left)
+    for key, count in orjson.loads(right).items():
+        merged[key] = merged.get(key, 0) + count
+    return orjson.dumps(merged).decode()
 
 
 def _sort_key(key: str) -> float:
@@ -86,9 +95,9 @@ def quantiles(
 ) -> list[float | None]:
     """Estimate the nearest-rank quantiles `qs` (0 < q <= 1) from `buckets`.
 
-    The exact minimum and maximum, when known, clamp the estimates, so p100 is
-    exact and no estimate leaves the observed range. Returns None for each
-    quantile when the buckets are empty.
+    The exact minimum and maximum, when known, clamp the estimates, so no
+    estimate leaves the observed range, and the top rank returns the maximum.
+    Returns None for each quantile when the buckets are empty.
     """
     qs = list(qs)
     total = sum(buckets.values())
@@ -98,6 +107,9 @@ def quantiles(
     results: list[float | None] = []
     for q in qs:
         rank = max(1, math.ceil(q * total))
+        if rank >= total and maximum is not None:
+            results.append(maximum)  # the top rank is the maximum itself, known exactly
+            continue
         seen = 0
         estimate = bucket_value(ordered[-1][0])
         for key, count in ordered:

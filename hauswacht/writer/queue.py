@@ -6,18 +6,27 @@ dropped and counted. The writer task drains it with `take()`.
 
 Invariant: every event passed to `put()` is either returned by exactly one
 `take()` or counted exactly once in `dropped`. `deque.append` and
-`deque.popleft` are atomic in CPython, and the drop counter is guarded by a
+`deque.popleft` are atomic in CPython, and the drop counters are guarded by a
 lock, so this holds with producers on several threads.
+
+Drops are also counted by reason until the writer stores them:
+DROP_QUEUE_FULL for events `put()` rejected, and the reason given to
+`count_dropped()` (DROP_WRITE_FAILED by default) for events lost after they
+left the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
 
 from hauswacht.writer.events import Event
+
+DROP_QUEUE_FULL = "queue_full"
+DROP_WRITE_FAILED = "write_failed"
 
 
 class EventQueue:
@@ -33,7 +42,8 @@ class EventQueue:
         self.wake_at = max(1, min(wake_at, maxsize))
         self._events: deque[Event] = deque()
         self._dropped = 0
-        self._dropped_unreported = 0
+        self._dropped_unreported = 0  # queue-full drops not yet taken by the writer
+        self._failed_unreported: dict[str, int] = {}  # drops by reason from count_dropped()
         self._lock = threading.Lock()
         self._waiter: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,18 +71,27 @@ class EventQueue:
             self._wake()
         return True
 
-    def count_dropped(self, n: int) -> None:
-        """Count `n` events that were lost after they left the queue (for example a failed write)."""
+    def count_dropped(self, n: int, reason: str = DROP_WRITE_FAILED) -> None:
+        """Count `n` events lost after they left the queue (for example in a failed write)."""
+        if n <= 0:
+            return
         with self._lock:
             self._dropped += n
-            self._dropped_unreported += n
+            self._failed_unreported[reason] = self._failed_unreported.get(reason, 0) + n
 
     def take_dropped(self) -> int:
-        """Return the number of drops since the last call and reset that number."""
+        """Return the number of drops (all reasons) since the last take and reset the counts."""
+        return sum(self.take_dropped_counts().values())
+
+    def take_dropped_counts(self) -> dict[str, int]:
+        """Return the drops since the last take by reason, leaving out zeros, and reset them."""
         with self._lock:
-            n = self._dropped_unreported
-            self._dropped_unreported = 0
-            return n
+            counts = dict(self._failed_unreported)
+            self._failed_unreported.clear()
+            if self._dropped_unreported:
+                counts[DROP_QUEUE_FULL] = counts.get(DROP_QUEUE_FULL, 0) + self._dropped_unreported
+                self._dropped_unreported = 0
+        return counts
 
     def take(self, max_events: int) -> list[Event]:
         """Remove and return up to `max_events` events, oldest first."""
@@ -107,10 +126,9 @@ class EventQueue:
         if threading.get_ident() == self._loop_thread:
             waiter.set()
         else:
-            try:
+            # RuntimeError: the loop closed between the check and the call.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(waiter.set)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
 
 
 def wake_callback(queue: EventQueue) -> Callable[[], None]:
