@@ -1,0 +1,1 @@
+"""ASGI apps that the tests run under a real uvicorn in a subprocess."""
