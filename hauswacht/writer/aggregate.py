@@ -195,9 +195,11 @@ def aggregate_batch(events: Iterable[Any]) -> BatchRows:
 
     for (hour, route, method, status), totals in request_rollups.items():
         count, timed, total, low, high, size, buckets = totals
+        if not timed:
+            low = high = None
         rows.request_rollups.append(
             (hour, route, method, status, count, timed, total, low, high, size,
-             histogram.encode(buckets))
+             histogram.encode_indexed(buckets))
         )  # fmt: skip
     for (hour, name, tags), totals in metric_rollups.items():
         unit, count, total, low, high, buckets = totals
@@ -226,36 +228,52 @@ def _check_number(value: Any, name: str) -> float:
     return value
 
 
+_log = math.log
+_ceil = math.ceil
+_INV_LOG_GAMMA = 1 / math.log(histogram.GAMMA)
+_INFINITY = math.inf
+
+
 def _add_request(
     event: RequestEvent, rows: BatchRows, rollups: dict[tuple[Any, ...], list[Any]]
 ) -> None:
-    # Compute everything that can fail before changing any totals.
-    hour = _check_ts(event.ts) // HOUR_MS
-    if type(event.status) is not int:
-        raise TypeError(f"status must be an int, got {type(event.status).__name__}")
-    key = (hour, event.route, event.method, event.status)
-    duration = event.duration_ms
+    # This runs once per request event, so it avoids attribute lookups and
+    # helper calls: positive durations get their bucket index inline (an int
+    # key, see histogram.encode_indexed); zero, negative and non-finite ones
+    # take the general path. Everything that can fail runs before any total
+    # changes.
+    ts, method, route, _, status, duration, _, size, _, _, _ = event
+    if type(ts) is not int:
+        raise TypeError(f"ts must be an int (epoch ms), got {type(ts).__name__}")
+    if type(status) is not int:
+        raise TypeError(f"status must be an int, got {type(status).__name__}")
     if duration is not None:
-        duration = _check_number(duration, "duration_ms")
-        bucket = histogram.bucket_key(duration)
-    size = event.response_bytes
+        if type(duration) is not float:
+            duration = _check_number(duration, "duration_ms")
+        if duration > histogram.MIN_MAGNITUDE and duration != _INFINITY:
+            bucket = _ceil(_log(duration) * _INV_LOG_GAMMA)
+        else:
+            duration = _check_number(duration, "duration_ms")
+            bucket = histogram.bucket_key(duration)
     if size is None:
         size = 0
     elif type(size) is not int:
         raise TypeError(f"response_bytes must be an int, got {type(size).__name__}")
 
+    key = (ts // HOUR_MS, route, method, status)
     totals = rollups.get(key)
     if totals is None:
-        # count, timed_count, sum, min, max, response_bytes, buckets
-        totals = rollups[key] = [0, 0, 0.0, None, None, 0, {}]
+        # count, timed_count, sum, min, max, response_bytes, buckets; min and
+        # max start at the infinities and become NULL when nothing was timed.
+        totals = rollups[key] = [0, 0, 0.0, _INFINITY, -_INFINITY, 0, {}]
     totals[0] += 1
     totals[5] += size
     if duration is not None:
         totals[1] += 1
         totals[2] += duration
-        if totals[3] is None or duration < totals[3]:
+        if duration < totals[3]:
             totals[3] = duration
-        if totals[4] is None or duration > totals[4]:
+        if duration > totals[4]:
             totals[4] = duration
         buckets = totals[6]
         buckets[bucket] = buckets.get(bucket, 0) + 1

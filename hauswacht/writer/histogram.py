@@ -61,6 +61,13 @@ def encode(buckets: Mapping[str, int]) -> str:
     return orjson.dumps(buckets).decode()
 
 
+def encode_indexed(buckets: Mapping[int | str, int]) -> str:
+    """Encode a bucket map whose positive buckets are keyed by their int index i (key "p<i>")."""
+    return encode(
+        {(f"p{key}" if type(key) is int else key): count for key, count in buckets.items()}
+    )
+
+
 def decode(text: str | None) -> dict[str, int]:
     if not text:
         return {}

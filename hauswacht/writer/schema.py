@@ -7,7 +7,11 @@ to i + 1; migrations only ever move forward and each runs in its own
 transaction together with its `user_version` bump.
 
 Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000):
-- requests, errors, metrics: raw events, one row each.
+- requests, errors, metrics: raw events, one row each. requests and metrics
+  have no index on ts: they take the most rows, every reader of aggregates
+  uses the rollups, and an index would cost each insert about a tenth of the
+  writer's throughput. Ids grow with insertion order, so jobs that need time
+  order (retention) walk them by id.
 - request_rollups: per (hour, route, method, status) the count, the number of
   requests with a known duration (timed_count), sum/min/max of their
   durations, response bytes and log-spaced duration buckets (see histogram.py).
@@ -16,6 +20,15 @@ Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000)
   and the latest event; error_rollups counts error events per hour and group.
 - dropped_rollups: events lost per hour and reason ('queue_full' when the
   in-memory queue was full, 'write_failed' when a batch could not be stored).
+- ingest_tokens (version 2): bearer tokens of the HTTP ingest server, by
+  name; only the SHA-256 hex digest of each token is stored. A revoked token
+  keeps its row with revoked_at set.
+- error_samples (version 2): stored events of each error group. 'first' is
+  the group's first event and 'regression' the event that reopened a resolved
+  group; both are always kept. 'sample' rows are the most recent other events,
+  at most MAX_SAMPLES per group (see aggregate.py).
+- error_groups.regression_pending (version 2): 1 between the upsert that
+  reopens a group and the sample insert of the same transaction.
 """
 
 from __future__ import annotations
@@ -49,7 +62,6 @@ MIGRATIONS: list[str] = [
         user_agent TEXT,
         trace_id TEXT
     ) STRICT;
-    CREATE INDEX requests_ts ON requests (ts);
 
     CREATE TABLE metrics (
         id INTEGER PRIMARY KEY,
@@ -59,7 +71,6 @@ MIGRATIONS: list[str] = [
         unit TEXT,
         tags TEXT NOT NULL
     ) STRICT;
-    CREATE INDEX metrics_ts ON metrics (ts);
 
     CREATE TABLE errors (
         id INTEGER PRIMARY KEY,
@@ -132,6 +143,27 @@ MIGRATIONS: list[str] = [
         count INTEGER NOT NULL,
         PRIMARY KEY (hour, reason)
     ) STRICT, WITHOUT ROWID;
+    """,
+    # 1 -> 2: ingest tokens, sample events of error groups, the pending-regression mark.
+    """
+    CREATE TABLE ingest_tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    ) STRICT;
+
+    CREATE TABLE error_samples (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('first', 'regression', 'sample')),
+        data TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX error_samples_group ON error_samples (fingerprint, reason, id);
+
+    ALTER TABLE error_groups ADD COLUMN regression_pending INTEGER NOT NULL DEFAULT 0;
     """,
 ]
 
