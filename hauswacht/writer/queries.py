@@ -1,8 +1,10 @@
-"""Read-only queries over the rollup tables for `hauswacht stats`, meant for the dashboard too.
+"""Queries over the rollup tables for `hauswacht stats` and the dashboard.
 
-Every query here reads request_rollups, error_rollups, error_groups and
-dropped_rollups only, never the raw requests, errors or metrics tables, so its
-cost grows with hours x routes and not with the number of stored events.
+Every query here reads request_rollups, metric_rollups, error_rollups,
+error_groups and dropped_rollups only, never the raw requests, errors or
+metrics tables, so its cost grows with hours x routes and not with the number
+of stored events. The one write, `set_error_group_status`, changes an error
+group's triage status and needs a read-write connection.
 
 Rollups are hourly, so a time window is widened to whole hours: an hour is
 included when it contains a moment of [start_ms, end_ms), that is from the
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import orjson
 
 from hauswacht.writer import histogram
 
@@ -332,3 +336,543 @@ def read_top_routes(
             )
         )
     return routes
+
+
+# --- dashboard views -----------------------------------------------------------------
+#
+# The dashboard reads each rollup table in one pass over the window and merges
+# the rows in Python: one statement per view, whatever the number of routes.
+
+REQUEST_ROLLUP_ROWS_SQL = """
+    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
+    FROM request_rollups
+    WHERE hour BETWEEN :first_hour AND :last_hour
+"""
+
+ROUTE_ROLLUP_ROWS_SQL = """
+    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
+    FROM request_rollups
+    WHERE hour BETWEEN :first_hour AND :last_hour AND route = :route AND method = :method
+"""
+
+HOURLY_ERRORS_SQL = """
+    SELECT hour, sum(count)
+    FROM error_rollups
+    WHERE hour BETWEEN :first_hour AND :last_hour
+    GROUP BY hour
+"""
+
+HOURLY_DROPPED_SQL = """
+    SELECT hour, sum(count)
+    FROM dropped_rollups
+    WHERE hour BETWEEN :first_hour AND :last_hour
+    GROUP BY hour
+"""
+
+METRIC_ROLLUP_ROWS_SQL = """
+    SELECT hour, name, tags, unit, count, sum, min, max, buckets
+    FROM metric_rollups
+    WHERE hour BETWEEN :first_hour AND :last_hour
+    ORDER BY name, tags, hour
+"""
+
+ERROR_GROUP_STATUSES = ("unresolved", "resolved", "ignored")
+
+ERROR_GROUP_COLUMNS = """
+    id, fingerprint, type, message, count, first_seen, last_seen, status, resolved_at, regressions
+"""
+
+# Groups with at least one event in the window, newest first; :status NULL means any.
+ERROR_GROUPS_SQL = f"""
+    SELECT {ERROR_GROUP_COLUMNS}, window.events
+    FROM error_groups
+    JOIN (
+        SELECT fingerprint, sum(count) AS events
+        FROM error_rollups
+        WHERE hour BETWEEN :first_hour AND :last_hour
+        GROUP BY fingerprint
+    ) AS window USING (fingerprint)
+    WHERE :status IS NULL OR status = :status
+    ORDER BY last_seen DESC, id DESC
+    LIMIT :limit OFFSET :offset
+"""
+
+ERROR_GROUP_COUNTS_SQL = """
+    SELECT status, count(*)
+    FROM error_groups
+    WHERE fingerprint IN (
+        SELECT fingerprint FROM error_rollups WHERE hour BETWEEN :first_hour AND :last_hour
+    )
+    GROUP BY status
+"""
+
+ERROR_GROUP_SQL = f"""
+    SELECT {ERROR_GROUP_COLUMNS}, latest_event
+    FROM error_groups
+    WHERE id = :id
+"""
+
+ERROR_GROUP_HOURS_SQL = """
+    SELECT hour, count
+    FROM error_rollups
+    WHERE fingerprint = :fingerprint AND hour BETWEEN :first_hour AND :last_hour
+    ORDER BY hour
+"""
+
+# The one write of the dashboard. Resolving stores the time, so the writer can
+# tell a later event (a regression, which reopens the group) from an earlier one.
+SET_ERROR_GROUP_STATUS_SQL = """
+    UPDATE error_groups
+    SET status = :status,
+        resolved_at = CASE WHEN :status = 'resolved' THEN :now_ms ELSE NULL END
+    WHERE id = :id
+"""
+
+
+class _Accumulator:
+    """Counts, duration sums and merged histogram buckets of some rollup rows."""
+
+    __slots__ = ("buckets", "client_errors", "count", "max_ms", "min_ms", "server_errors",
+                 "sum_ms", "timed")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.client_errors = 0
+        self.server_errors = 0
+        self.timed = 0
+        self.sum_ms = 0.0
+        self.min_ms: float | None = None
+        self.max_ms: float | None = None
+        self.buckets: dict[str, int] = {}
+
+    def add(
+        self,
+        status: int,
+        count: int,
+        timed: int,
+        sum_ms: float,
+        min_ms: float | None,
+        max_ms: float | None,
+        buckets: dict[str, int],
+    ) -> None:
+        self.count += count
+        if 400 <= status <= 499:
+            self.client_errors += count
+        elif 500 <= status <= 599:
+            self.server_errors += count
+        if not timed:
+            return
+        self.timed += timed
+        self.sum_ms += sum_ms
+        if min_ms is not None and (self.min_ms is None or min_ms < self.min_ms):
+            self.min_ms = min_ms
+        if max_ms is not None and (self.max_ms is None or max_ms > self.max_ms):
+            self.max_ms = max_ms
+        merged = self.buckets
+        for key, bucket_count in buckets.items():
+            merged[key] = merged.get(key, 0) + bucket_count
+
+    def merge(self, other: _Accumulator) -> None:
+        self.count += other.count
+        self.client_errors += other.client_errors
+        self.server_errors += other.server_errors
+        if not other.timed:
+            return
+        self.timed += other.timed
+        self.sum_ms += other.sum_ms
+        if other.min_ms is not None and (self.min_ms is None or other.min_ms < self.min_ms):
+            self.min_ms = other.min_ms
+        if other.max_ms is not None and (self.max_ms is None or other.max_ms > self.max_ms):
+            self.max_ms = other.max_ms
+        histogram.merge(self.buckets, other.buckets)
+
+    def latency(self) -> Latency:
+        if not self.timed:
+            return Latency()
+        p50, p95, p99 = histogram.quantiles(self.buckets, QUANTILES, self.min_ms, self.max_ms)
+        return Latency(p50=p50, p95=p95, p99=p99, avg=self.sum_ms / self.timed, max=self.max_ms)
+
+
+@dataclass
+class TimePoint:
+    """Figures of one hour; `errors` counts captured error events, `dropped` lost events."""
+
+    hour: int  # ts // 3_600_000
+    requests: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    errors: int = 0
+    dropped: int = 0
+    avg_ms: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hour": hour_to_iso(self.hour),
+            "requests": self.requests,
+            "4xx": self.client_errors,
+            "5xx": self.server_errors,
+            "errors": self.errors,
+            "dropped": self.dropped,
+            "avg_ms": _round(self.avg_ms),
+            "p50_ms": _round(self.p50_ms),
+            "p95_ms": _round(self.p95_ms),
+        }
+
+
+@dataclass
+class EndpointStats:
+    """Request figures of one (route, method) pair over a window."""
+
+    route: str
+    method: str
+    requests: int
+    client_errors: int
+    server_errors: int
+    latency_ms: Latency
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "method": self.method,
+            "requests": self.requests,
+            "4xx": self.client_errors,
+            "5xx": self.server_errors,
+            "latency_ms": {key: _round(value) for key, value in asdict(self.latency_ms).items()},
+        }
+
+
+@dataclass
+class Overview:
+    """Everything the overview page shows for one window, read in one pass per table."""
+
+    requests: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    errors: int = 0
+    dropped: int = 0
+    latency_ms: Latency = field(default_factory=Latency)
+    status_codes: dict[int, int] = field(default_factory=dict)  # exact code -> count
+    timeseries: list[TimePoint] = field(default_factory=list)
+    endpoints: list[EndpointStats] = field(default_factory=list)  # all, most requests first
+
+    @property
+    def error_rate(self) -> float | None:
+        """Share of requests with a 5xx response status, or None without requests."""
+        return self.server_errors / self.requests if self.requests else None
+
+    def slowest(self, limit: int = 10) -> list[EndpointStats]:
+        """Return the `limit` endpoints with the highest p95 latency, highest first."""
+        timed = [endpoint for endpoint in self.endpoints if endpoint.latency_ms.p95 is not None]
+        timed.sort(key=lambda endpoint: (-(endpoint.latency_ms.p95 or 0.0), endpoint.route))
+        return timed[:limit]
+
+
+def _scan_requests(
+    rows: Iterable[tuple[Any, ...]],
+) -> tuple[_Accumulator, dict[int, _Accumulator], dict[tuple[str, str], _Accumulator],
+           dict[int, int]]:  # fmt: skip
+    total = _Accumulator()
+    per_hour: dict[int, _Accumulator] = {}
+    per_endpoint: dict[tuple[str, str], _Accumulator] = {}
+    status_codes: dict[int, int] = {}
+    for hour, route, method, status, count, timed, sum_ms, min_ms, max_ms, text in rows:
+        buckets = histogram.decode(text) if timed else {}
+        values = (status, count, timed, sum_ms, min_ms, max_ms, buckets)
+
+        hour_totals = per_hour.get(hour)
+        if hour_totals is None:
+            hour_totals = per_hour[hour] = _Accumulator()
+        hour_totals.add(*values)
+
+        endpoint = per_endpoint.get((route, method))
+        if endpoint is None:
+            endpoint = per_endpoint[(route, method)] = _Accumulator()
+        endpoint.add(*values)
+
+        status_codes[status] = status_codes.get(status, 0) + count
+
+    # Merging the hourly sums is cheaper than adding every row a third time.
+    for hour_totals in per_hour.values():
+        total.merge(hour_totals)
+    return total, per_hour, per_endpoint, status_codes
+
+
+def _hour_range(window: Window, per_hour: Mapping[int, Any]) -> range:
+    """Return every hour of a bounded window, or of the stored data on an open side."""
+    params = window.hour_params()
+    first, last = params["first_hour"], params["last_hour"]
+    if window.start_ms is None or window.end_ms is None:
+        if not per_hour:
+            return range(0)
+        first = min(per_hour) if window.start_ms is None else first
+        last = max(per_hour) if window.end_ms is None else last
+    return range(first, last + 1)
+
+
+def _timeseries(
+    window: Window,
+    per_hour: dict[int, _Accumulator],
+    errors: dict[int, int],
+    dropped: dict[int, int],
+) -> list[TimePoint]:
+    known = {**dict.fromkeys(errors), **dict.fromkeys(dropped), **dict.fromkeys(per_hour)}
+    points = []
+    for hour in _hour_range(window, known):
+        point = TimePoint(hour, errors=errors.get(hour, 0), dropped=dropped.get(hour, 0))
+        totals = per_hour.get(hour)
+        if totals is not None:
+            point.requests = totals.count
+            point.client_errors = totals.client_errors
+            point.server_errors = totals.server_errors
+            latency = totals.latency()
+            point.avg_ms, point.p50_ms, point.p95_ms = latency.avg, latency.p50, latency.p95
+        points.append(point)
+    return points
+
+
+def _endpoints(per_endpoint: dict[tuple[str, str], _Accumulator]) -> list[EndpointStats]:
+    endpoints = [
+        EndpointStats(
+            route=route,
+            method=method,
+            requests=totals.count,
+            client_errors=totals.client_errors,
+            server_errors=totals.server_errors,
+            latency_ms=totals.latency(),
+        )
+        for (route, method), totals in per_endpoint.items()
+    ]
+    endpoints.sort(key=lambda endpoint: (-endpoint.requests, endpoint.route, endpoint.method))
+    return endpoints
+
+
+def read_overview(conn: sqlite3.Connection, window: Window) -> Overview:
+    """Read the overview of `window`: totals, hourly series, endpoints and status codes.
+
+    With an open side the hourly series spans the stored data on that side;
+    a bounded window gets one point per hour, with zeros for empty hours.
+    """
+    # NOTE: the cost grows with the rollup rows in the window (hours x routes x
+    # statuses, and fuller histograms at more traffic), not with the raw rows.
+    # 24 h at 10 million events over 90 days takes about 18 ms (bench/dashboard_bench.py).
+    params = window.hour_params()
+    total, per_hour, per_endpoint, status_codes = _scan_requests(
+        conn.execute(REQUEST_ROLLUP_ROWS_SQL, params)
+    )
+    errors = {hour: int(count) for hour, count in conn.execute(HOURLY_ERRORS_SQL, params)}
+    dropped = {hour: int(count) for hour, count in conn.execute(HOURLY_DROPPED_SQL, params)}
+
+    return Overview(
+        requests=total.count,
+        client_errors=total.client_errors,
+        server_errors=total.server_errors,
+        errors=sum(errors.values()),
+        dropped=sum(dropped.values()),
+        latency_ms=total.latency(),
+        status_codes=dict(sorted(status_codes.items())),
+        timeseries=_timeseries(window, per_hour, errors, dropped),
+        endpoints=_endpoints(per_endpoint),
+    )
+
+
+def read_timeseries(
+    conn: sqlite3.Connection,
+    window: Window,
+    route: str | None = None,
+    method: str | None = None,
+) -> list[TimePoint]:
+    """Read one point per hour of `window`, for all requests or one (route, method) pair.
+
+    With a route, `errors` and `dropped` stay 0: error and drop rollups have no route.
+    """
+    params = window.hour_params()
+    if route is None or method is None:
+        return read_overview(conn, window).timeseries
+    rows = conn.execute(ROUTE_ROLLUP_ROWS_SQL, {**params, "route": route, "method": method})
+    _, per_hour, _, _ = _scan_requests(rows)
+    return _timeseries(window, per_hour, {}, {})
+
+
+@dataclass
+class MetricPoint:
+    hour: int
+    count: int
+    avg: float
+    p95: float | None
+    max: float
+
+
+@dataclass
+class MetricSeries:
+    """One custom metric (name and tag set) over a window, with a point per hour that has values."""
+
+    name: str
+    tags: dict[str, Any]
+    unit: str | None
+    count: int
+    avg: float
+    p50: float | None
+    p95: float | None
+    min: float
+    max: float
+    points: list[MetricPoint] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tags": self.tags,
+            "unit": self.unit,
+            "count": self.count,
+            "avg": _round(self.avg),
+            "p50": _round(self.p50),
+            "p95": _round(self.p95),
+            "min": self.min,
+            "max": self.max,
+            "hours": [
+                {
+                    "hour": hour_to_iso(point.hour),
+                    "count": point.count,
+                    "avg": _round(point.avg),
+                    "p95": _round(point.p95),
+                    "max": point.max,
+                }
+                for point in self.points
+            ],
+        }
+
+
+def _decode_tags(text: str) -> dict[str, Any]:
+    try:
+        tags = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"tags": text}
+    return tags if isinstance(tags, dict) else {"tags": tags}
+
+
+def read_metrics(conn: sqlite3.Connection, window: Window) -> list[MetricSeries]:
+    """Read every custom metric (per name and tag set) with values in `window`, by name."""
+    series: list[MetricSeries] = []
+    merged: dict[str, int] = {}
+    current: tuple[str, str] | None = None
+    for hour, name, tags, unit, count, total, low, high, text in conn.execute(
+        METRIC_ROLLUP_ROWS_SQL, window.hour_params()
+    ):
+        buckets = histogram.decode(text)
+        if current != (name, tags):
+            _finish_metric(series, merged)
+            current = (name, tags)
+            merged = {}
+            series.append(
+                MetricSeries(name, _decode_tags(tags), unit, 0, 0.0, None, None, low, high)
+            )
+        entry = series[-1]
+        entry.unit = unit or entry.unit
+        entry.count += count
+        entry.avg += total  # the sum until _finish_metric divides it
+        entry.min = min(entry.min, low)
+        entry.max = max(entry.max, high)
+        histogram.merge(merged, buckets)
+        (p95,) = histogram.quantiles(buckets, (0.95,), low, high)
+        entry.points.append(MetricPoint(hour, count, total / count, p95, high))
+    _finish_metric(series, merged)
+    return series
+
+
+def _finish_metric(series: list[MetricSeries], merged: dict[str, int]) -> None:
+    if not series or not merged:
+        return
+    entry = series[-1]
+    entry.avg = entry.avg / entry.count
+    entry.p50, entry.p95 = histogram.quantiles(merged, (0.5, 0.95), entry.min, entry.max)
+
+
+@dataclass
+class ErrorGroup:
+    """An error group's row; `events_in_window` counts its events in the window read."""
+
+    id: int
+    fingerprint: str
+    type: str
+    message: str
+    count: int
+    first_seen: int
+    last_seen: int
+    status: str
+    resolved_at: int | None
+    regressions: int
+    events_in_window: int | None = None
+    latest_event: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.events_in_window is None:
+            del data["events_in_window"]
+        if self.latest_event is None:
+            del data["latest_event"]
+        return data
+
+
+def read_error_groups(
+    conn: sqlite3.Connection,
+    window: Window,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ErrorGroup]:
+    """Read the groups with events in `window`, last seen first; `status` None means any.
+
+    Raises ValueError for a status that is not one of ERROR_GROUP_STATUSES.
+    """
+    if status is not None and status not in ERROR_GROUP_STATUSES:
+        raise ValueError(f"unknown error group status {status!r}")
+    params = {**window.hour_params(), "status": status, "limit": limit, "offset": offset}
+    return [ErrorGroup(*row) for row in conn.execute(ERROR_GROUPS_SQL, params)]
+
+
+def count_error_groups(conn: sqlite3.Connection, window: Window) -> dict[str, int]:
+    """Count the groups with events in `window` by status (every status present, maybe 0)."""
+    counts = dict.fromkeys(ERROR_GROUP_STATUSES, 0)
+    for status, count in conn.execute(ERROR_GROUP_COUNTS_SQL, window.hour_params()):
+        counts[status] = count
+    return counts
+
+
+def read_error_group(conn: sqlite3.Connection, group_id: int) -> ErrorGroup | None:
+    """Read one group with its latest event decoded, or None when there is no such group."""
+    row = conn.execute(ERROR_GROUP_SQL, {"id": group_id}).fetchone()
+    if row is None:
+        return None
+    *columns, latest_text = row
+    group = ErrorGroup(*columns)
+    try:
+        latest = orjson.loads(latest_text)
+    except orjson.JSONDecodeError:
+        latest = {}
+    group.latest_event = latest if isinstance(latest, dict) else {}
+    return group
+
+
+def read_error_group_hours(
+    conn: sqlite3.Connection, fingerprint: str, window: Window
+) -> dict[int, int]:
+    """Read the event count per hour of one group in `window` (hours without events left out)."""
+    params = {**window.hour_params(), "fingerprint": fingerprint}
+    return {hour: count for hour, count in conn.execute(ERROR_GROUP_HOURS_SQL, params)}
+
+
+def set_error_group_status(
+    conn: sqlite3.Connection, group_id: int, status: str, now_ms: int
+) -> bool:
+    """Set a group's status on a read-write connection; return False when there is no such group.
+
+    Resolving stores `now_ms` as resolved_at; the other statuses clear it.
+    Raises ValueError for a status that is not one of ERROR_GROUP_STATUSES.
+    """
+    if status not in ERROR_GROUP_STATUSES:
+        raise ValueError(f"unknown error group status {status!r}")
+    params = {"id": group_id, "status": status, "now_ms": now_ms}
+    with conn:
+        cursor = conn.execute(SET_ERROR_GROUP_STATUS_SQL, params)
+    return cursor.rowcount == 1

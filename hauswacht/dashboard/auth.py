@@ -1,0 +1,369 @@
+"""Dashboard login: the users file, password hashes, signed session cookies, CSRF and throttling.
+
+Users live in a small JSON file of their own (default
+`dashboard-users.json` beside the events database), never in the events
+database, which the dashboard opens read-only. The file and the session key
+file are created with mode 0600 and rejected when group or others may read
+them, as ssh does with private keys.
+
+- Passwords are stored as scrypt hashes (`hashlib.scrypt`, N=2**15, r=8,
+  p=1, 16-byte salt), written as `scrypt$N$r$p$salt$hash` so the cost can
+  be raised later without breaking stored hashes.
+- A session cookie is `payload.signature`. The payload is base64url JSON with
+  the user, a random session id, the expiry (epoch ms) and a tag of the
+  user's stored hash. The signature is HMAC-SHA256 with a key derived from
+  the 32-byte secret in the key file. Changing a password changes the
+  tag, so it ends that user's other sessions. Deleting the key file ends all.
+- The CSRF token of a session is an HMAC of its session id, so it needs no
+  server-side state.
+- Failed logins are counted per user name and per client address. From
+  FREE_FAILURES_PER_USER (or FREE_FAILURES_PER_CLIENT) failures on, the next
+  attempt must wait 2**(failures - free) seconds after the last failure, at
+  most MAX_WAIT_SECONDS, and is rejected unchecked before that. The counters
+  live in memory (per process) and reset on a successful login.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import stat
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+USERS_FILE_NAME = "dashboard-users.json"
+SECRET_FILE_NAME = "dashboard-secret.key"
+SCRYPT_N = 2**15
+SCRYPT_R = 8
+SCRYPT_P = 1
+SCRYPT_MAXMEM = 64 * 1024 * 1024  # scrypt needs 128 * N * r bytes = 32 MiB at these settings
+SALT_BYTES = 16
+KEY_BYTES = 32
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+USER_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+FREE_FAILURES_PER_USER = 5
+FREE_FAILURES_PER_CLIENT = 20
+MAX_WAIT_SECONDS = 300
+THROTTLE_ENTRIES = 10_000  # per kind; the least recently failed are forgotten first
+THROTTLE_FORGET_SECONDS = 3600  # a counter idle this long starts again from zero
+
+
+class AuthFileError(Exception):
+    """A users or key file that cannot be read, written or is readable by others."""
+
+
+def _check_private(path: Path) -> None:
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise AuthFileError(
+            f"{path}: permissions {stat.filemode(mode)} let other users read it; "
+            f"run: chmod 600 {path}"
+        )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically with mode 0600, creating the folder with mode 0700."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise AuthFileError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+# --- passwords -----------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    """Return the scrypt hash of `password` in the stored form `scrypt$N$r$p$salt$hash`."""
+    salt = secrets.token_bytes(SALT_BYTES)
+    key = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+        maxmem=SCRYPT_MAXMEM, dklen=KEY_BYTES,
+    )  # fmt: skip
+    return "$".join(("scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(key)))
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Return whether `password` matches the stored hash; False for a malformed hash."""
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = _unb64(key)
+        actual = hashlib.scrypt(
+            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p),
+            maxmem=SCRYPT_MAXMEM, dklen=len(expected),
+        )  # fmt: skip
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_user_name(user: str) -> str | None:
+    """Return why `user` is not a valid user name, or None when it is."""
+    if USER_PATTERN.match(user):
+        return None
+    return "1 to 64 characters from letters, digits and . _ @ -"
+
+
+def check_password(password: str) -> str | None:
+    """Return why `password` is not acceptable, or None when it is."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"at most {MAX_PASSWORD_LENGTH} characters"
+    return None
+
+
+class UserStore:
+    """The users file: `{"users": {name: {"password": hash, "changed_ms": ms}}}`.
+
+    Reads are cached until the file's modification time, size or inode
+    changes, so `hauswacht dashboard passwd` takes effect without a restart.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._cache_key: tuple[int, int, int] | None = None
+        self._users: dict[str, dict] = {}
+        # Verified when the user name is unknown, so the response takes as long as for a real one.
+        self._dummy_hash = hash_password(secrets.token_hex(8))
+
+    def users(self) -> dict[str, dict]:
+        """Return the stored users by name; an absent file means no users.
+
+        Raises AuthFileError when the file is unreadable, malformed or readable by others.
+        """
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            self._cache_key = None
+            self._users = {}
+            return {}
+        except OSError as exc:
+            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+        key = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if key == self._cache_key:
+            return self._users
+        _check_private(self.path)
+        try:
+            data = orjson.loads(self.path.read_bytes())
+            users = data["users"]
+            if not isinstance(users, dict):
+                raise TypeError("users is not an object")
+        except OSError as exc:
+            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise AuthFileError(
+                f"{self.path}: not a dashboard users file ({exc}); "
+                "move it away and set the passwords again"
+            ) from exc
+        self._users = users
+        self._cache_key = key
+        return users
+
+    def set_password(self, user: str, password: str) -> bool:
+        """Store a new hash for `user`; return True when the user is new.
+
+        Raises ValueError for an invalid name or password and AuthFileError for file problems.
+        """
+        problem = check_user_name(user)
+        if problem:
+            raise ValueError(f"invalid user name {user!r}: {problem}")
+        problem = check_password(password)
+        if problem:
+            raise ValueError(f"password too short or too long: {problem}")
+        users = dict(self.users())
+        created = user not in users
+        users[user] = {"password": hash_password(password), "changed_ms": time.time_ns() // 10**6}
+        _write_private(self.path, orjson.dumps({"users": users}, option=orjson.OPT_INDENT_2))
+        logger.info("dashboard password %s for user %s in %s",
+                    "created" if created else "changed", user, self.path)  # fmt: skip
+        return created
+
+    def verify(self, user: str, password: str) -> bool:
+        """Return whether `user` exists and `password` is theirs."""
+        entry = self.users().get(user)
+        if not isinstance(entry, dict) or not isinstance(entry.get("password"), str):
+            verify_password(password, self._dummy_hash)
+            return False
+        return verify_password(password, entry["password"])
+
+    def password_tag(self, user: str) -> str | None:
+        """Return a short digest of the user's stored hash, or None for an unknown user."""
+        entry = self.users().get(user)
+        if not isinstance(entry, dict) or not isinstance(entry.get("password"), str):
+            return None
+        return hashlib.sha256(entry["password"].encode()).hexdigest()[:16]
+
+
+def load_or_create_secret(path: str | os.PathLike[str]) -> bytes:
+    """Return the 32-byte session key from `path`, creating the file (mode 0600) on first use.
+
+    Raises AuthFileError when the file is readable by others, malformed or cannot be written.
+    """
+    path = Path(path)
+    if not path.exists():
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_hex(KEY_BYTES) + "\n")
+            logger.info("created dashboard session key %s", path)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+        except OSError as exc:
+            raise AuthFileError(f"{path}: cannot create ({exc.strerror})") from exc
+    try:
+        _check_private(path)
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise AuthFileError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise AuthFileError(
+            f"{path}: not a session key ({KEY_BYTES * 2} hex digits expected); "
+            "delete it to create a new one, which logs everybody out"
+        )
+    return key
+
+
+# --- sessions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    session_id: str
+    expires_ms: int
+    password_tag: str
+
+
+class SessionSigner:
+    """Issues and checks signed session cookies and the CSRF tokens bound to them."""
+
+    def __init__(self, secret: bytes, lifetime_seconds: float) -> None:
+        self._session_key = hmac.new(secret, b"hauswacht session", hashlib.sha256).digest()
+        self._csrf_key = hmac.new(secret, b"hauswacht csrf", hashlib.sha256).digest()
+        self.lifetime_seconds = lifetime_seconds
+
+    def issue(self, user: str, password_tag: str, now_ms: int) -> tuple[Session, str]:
+        """Return a new session for `user` and its cookie value."""
+        session = Session(
+            user=user,
+            session_id=secrets.token_urlsafe(16),
+            expires_ms=now_ms + int(self.lifetime_seconds * 1000),
+            password_tag=password_tag,
+        )
+        payload = _b64(
+            orjson.dumps(
+                {"u": user, "s": session.session_id, "e": session.expires_ms, "t": password_tag}
+            )
+        )
+        return session, f"{payload}.{self._sign(payload)}"
+
+    def read(self, cookie: str | None, now_ms: int) -> Session | None:
+        """Return the session of a cookie value, or None when it is forged, malformed or expired."""
+        if not cookie or len(cookie) > 4096 or "." not in cookie:
+            return None
+        payload, _, signature = cookie.rpartition(".")
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        try:
+            data = orjson.loads(_unb64(payload))
+            session = Session(str(data["u"]), str(data["s"]), int(data["e"]), str(data["t"]))
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            return None
+        if session.expires_ms <= now_ms:
+            return None
+        return session
+
+    def csrf_token(self, session: Session) -> str:
+        return hmac.new(self._csrf_key, session.session_id.encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, session: Session, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(token, self.csrf_token(session))
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._session_key, payload.encode(), hashlib.sha256).digest())
+
+
+# --- failed logins -------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """Counts failed logins per user name and per client and says how long to wait."""
+
+    def __init__(self) -> None:
+        # key -> (failures, time of the last failure in monotonic seconds)
+        self._users: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._clients: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def wait_seconds(self, user: str, client: str, now: float | None = None) -> int:
+        """Return how many seconds must pass before the next attempt (0: try now)."""
+        now = time.monotonic() if now is None else now
+        waits = (
+            self._wait(self._users, user.lower(), FREE_FAILURES_PER_USER, now),
+            self._wait(self._clients, client, FREE_FAILURES_PER_CLIENT, now),
+        )
+        return max(waits)
+
+    def failed(self, user: str, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._count(self._users, user.lower(), now)
+        self._count(self._clients, client, now)
+
+    def succeeded(self, user: str, client: str) -> None:
+        self._users.pop(user.lower(), None)
+        self._clients.pop(client, None)
+
+    @staticmethod
+    def _wait(table: OrderedDict[str, tuple[int, float]], key: str, free: int, now: float) -> int:
+        failures, last = table.get(key, (0, 0.0))
+        if failures < free or now - last > THROTTLE_FORGET_SECONDS:
+            return 0
+        delay = min(2 ** (failures - free), MAX_WAIT_SECONDS)
+        left = last + delay - now
+        return max(0, int(left + 0.999))
+
+    @staticmethod
+    def _count(table: OrderedDict[str, tuple[int, float]], key: str, now: float) -> None:
+        failures, last = table.pop(key, (0, 0.0))
+        if now - last > THROTTLE_FORGET_SECONDS:
+            failures = 0
+        table[key] = (failures + 1, now)
+        while len(table) > THROTTLE_ENTRIES:
+            table.popitem(last=False)

@@ -1,0 +1,134 @@
+"""`hauswacht dashboard` and `dashboard passwd` as a user runs them, in real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.test_cli import HAUSWACHT, run_cli
+from tests.test_dashboard_http import PASSWORD, USER, make_database
+
+
+def passwd(folder: Path, user: str, password: str, lang: str = "en") -> subprocess.CompletedProcess:
+    env = {**os.environ, "HAUSWACHT_LANG": lang}
+    env.pop("HAUSWACHT_DB", None)
+    return subprocess.run(
+        [str(HAUSWACHT), "dashboard", "passwd", user, "--db", str(folder / "events.db")],
+        input=f"{password}\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_passwd_creates_private_users_file(tmp_path: Path) -> None:
+    created = passwd(tmp_path, "alice", "correct horse battery")
+    changed = passwd(tmp_path, "alice", "another long password", lang="de")
+    users = tmp_path / "dashboard-users.json"
+
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == f"Created dashboard user alice in {users}\n"
+    assert changed.returncode == 0, changed.stderr
+    assert "Passwort von alice" in changed.stdout
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    assert "correct horse" not in users.read_text()
+
+
+def test_passwd_rejects_short_password_and_bad_name(tmp_path: Path) -> None:
+    short = passwd(tmp_path, "alice", "short")
+    bad_name = passwd(tmp_path, "al/ice", "correct horse battery")
+
+    assert short.returncode == 2
+    assert short.stderr == "hauswacht: password rejected: it must have 8 to 1024 characters\n"
+    assert bad_name.returncode == 2
+    assert "invalid user name 'al/ice'" in bad_name.stderr
+    assert not (tmp_path / "dashboard-users.json").exists()
+
+
+def test_dashboard_rejects_bad_port(tmp_path: Path) -> None:
+    result = run_cli("dashboard", "--port", "99999", "--db", str(tmp_path / "events.db"))
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "hauswacht: invalid --port value '99999': expected a number from 1 to 65535\n"
+    )
+
+
+def test_dashboard_needs_a_user(tmp_path: Path) -> None:
+    result = run_cli("dashboard", "--db", str(tmp_path / "events.db"))
+
+    assert result.returncode == 1
+    assert "no dashboard user exists" in result.stderr
+    assert "hauswacht dashboard passwd USER" in result.stderr
+
+
+def test_dashboard_warns_when_not_on_loopback(tmp_path: Path) -> None:
+    # No user exists, so the command stops before it binds any socket.
+    result = run_cli("dashboard", "--host", "0.0.0.0", "--db", str(tmp_path / "events.db"))
+
+    assert result.returncode == 1
+    assert "warning: the dashboard listens on 0.0.0.0" in result.stderr
+
+
+def test_dashboard_help_in_german() -> None:
+    result = run_cli("dashboard", "--help", lang="de")
+
+    assert result.returncode == 0
+    assert "das Web-Dashboard (mit Anmeldung)" in result.stdout
+    assert "Adresse, auf der gelauscht wird" in result.stdout
+
+
+def test_dashboard_serves_on_loopback(tmp_path: Path) -> None:
+    make_database(tmp_path)
+    port = free_port()
+    env = {**os.environ, "HAUSWACHT_LANG": "en"}
+    process = subprocess.Popen(
+        [str(HAUSWACHT), "dashboard", "--port", str(port), "--db", str(tmp_path / "events.db"),
+         "--timezone", "UTC"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        first_line = process.stdout.readline()
+        deadline = time.monotonic() + 20
+        response = None
+        while response is None and time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            login = http.post(
+                "/login",
+                data={"user": USER, "password": PASSWORD},
+                headers={"origin": f"http://127.0.0.1:{port}"},
+            )
+            stats = http.get("/api/stats?from=2015-08-19T16:00:00Z&to=2015-08-19T18:00:00Z")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+
+    assert first_line.startswith("Dashboard for ")
+    assert f"http://127.0.0.1:{port}/" in first_line
+    assert response is not None and response.status_code == 200
+    assert response.headers["x-frame-options"] == "DENY"
+    assert login.status_code == 303
+    assert stats.json()["requests"] == 11
+    assert (tmp_path / "dashboard-secret.key").exists()
+    assert stat.S_IMODE((tmp_path / "dashboard-secret.key").stat().st_mode) == 0o600
