@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from hauswacht.i18n import detect_language
 
-SUBCOMMAND_MODULES = ("replay", "stats", "demo", "vault")
+SUBCOMMAND_MODULES = ("replay", "stats", "demo", "vault", "dashboard", "serve", "token", "errors")
 
 
 def build_parser(lang: str) -> argparse.ArgumentParser:
