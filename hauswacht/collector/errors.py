@@ -3,16 +3,33 @@
 `ErrorEvent.data` has this layout (the writer's fingerprinting reads it):
 
     {"type": "builtins.ValueError", "message": "...", "level": "error",
-     "exceptions": [{"type", "message", "relation": None | "cause" | "context",
+     "exceptions": [{"type", "message",
+                     "relation": None | "cause" | "context" | "member",
+                     "parent": int | None,
                      "frames": [{"filename", "module", "function", "lineno",
                                  "line", "in_app"}, ...],   # outermost call first
-                     "frames_omitted": int}, ...],   # the raised exception first
+                     "frames_omitted": int,
+                     "notes": [str, ...],   # only when the exception has PEP 678 notes
+                     "members_omitted": int,   # only on a cut exception group
+                     }, ...],   # the raised exception first
      "request": {"method", "path", "route", "query", "headers", "client"} | None,
-     "trace_id": str | None, "tags": {...}}
+     "trace_id": str | None, "tags": {...},
+     "release": str, "environment": str}   # each only when set
 
-Bounds: at most MAX_CHAIN exceptions per chain, MAX_FRAMES frames per exception
-(the first FRAMES_HEAD and the last MAX_FRAMES - FRAMES_HEAD, with the number
-cut in "frames_omitted"), messages cut to MAX_MESSAGE characters.
+Order of "exceptions": the raised exception, then its causes and contexts
+(each entry's "parent" is the index of the entry it caused or was handled
+during), then the members of every exception group in that list, each
+member followed by its own chain ("relation" "member", "parent" the group's
+index), depth first.
+
+Bounds: at most MAX_CHAIN exceptions per cause/context chain and MAX_EXCEPTIONS
+in all, MAX_MEMBERS members per exception group (the rest counted in
+"members_omitted"), MAX_FRAMES frames per exception (the first FRAMES_HEAD and
+the last MAX_FRAMES - FRAMES_HEAD, with the number cut in "frames_omitted"; a
+RecursionError's thousand frames become these 50), messages and notes cut to
+MAX_MESSAGE characters, at most MAX_NOTES notes. Every text is valid UTF-8:
+lone surrogates (from `surrogateescape` decoding, or built by hand) become
+U+FFFD, because SQLite text and JSON cannot hold them.
 
 Frames are in_app unless their file is in the standard library, in
 site-packages/dist-packages, or in Hauswacht itself.
@@ -41,6 +58,9 @@ from hauswacht.collector.settings import FILTERED
 from hauswacht.writer.events import ErrorEvent
 
 MAX_CHAIN = 10
+MAX_EXCEPTIONS = 30
+MAX_MEMBERS = 10
+MAX_NOTES = 20
 MAX_FRAMES = 50
 FRAMES_HEAD = 10
 MAX_MESSAGE = 4096
@@ -89,14 +109,35 @@ def qualified_type_name(exc_type: type[BaseException]) -> str:
     return f"{exc_type.__module__}.{exc_type.__qualname__}"
 
 
+def clean_text(text: str) -> str:
+    """Return `text` with lone surrogates replaced by U+FFFD (a no-op for valid text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # UTF-16 pairs up surrogates that form a character and replaces the rest.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return clean_text(text)
+
+
 def _message(exc: BaseException) -> str:
     try:
         text = str(exc)
     except Exception:  # a broken __str__ must not break capture
         text = f"<unprintable {type(exc).__name__}>"
-    if len(text) > MAX_MESSAGE:
-        text = text[:MAX_MESSAGE] + "…"
-    return text
+    return _cut(text, MAX_MESSAGE)
+
+
+def _notes(exc: BaseException) -> list[str]:
+    notes = getattr(exc, "__notes__", None)
+    if not isinstance(notes, list | tuple):
+        return []
+    return [_cut(note, MAX_MESSAGE) for note in notes[:MAX_NOTES] if isinstance(note, str)]
 
 
 def _frames(tb: TracebackType | None) -> tuple[list[dict[str, Any]], int]:
@@ -110,13 +151,14 @@ def _frames(tb: TracebackType | None) -> tuple[list[dict[str, Any]], int]:
         code = frame.f_code
         filename = code.co_filename
         line = linecache.getline(filename, lineno, frame.f_globals).strip()
+        module = frame.f_globals.get("__name__")
         frames.append(
             {
-                "filename": filename,
-                "module": frame.f_globals.get("__name__"),
-                "function": code.co_qualname,
+                "filename": clean_text(filename),
+                "module": clean_text(module) if isinstance(module, str) else None,
+                "function": clean_text(code.co_qualname),
                 "lineno": lineno,
-                "line": line[:MAX_HEADER_VALUE] or None,
+                "line": clean_text(line[:MAX_HEADER_VALUE]) or None,
                 "in_app": is_in_app(filename),
             }
         )
@@ -124,30 +166,74 @@ def _frames(tb: TracebackType | None) -> tuple[list[dict[str, Any]], int]:
 
 
 def exception_chain(exc: BaseException) -> list[dict[str, Any]]:
-    """Describe `exc` and the exceptions it was raised from or during, outermost first."""
-    chain = []
+    """Describe `exc`, its causes and contexts and its group members (see the module docstring)."""
+    entries: list[dict[str, Any]] = []
     seen: set[int] = set()
+    groups: list[tuple[int, BaseException]] = []
+    _walk_chain(exc, None, None, entries, seen, groups)
+
+    # Members come after the chains; members of a member group are queued after it.
+    position = 0
+    while position < len(groups) and len(entries) < MAX_EXCEPTIONS:
+        group_index, group = groups[position]
+        position += 1
+        members = list(getattr(group, "exceptions", ()))
+        added = 0
+        for member in members[:MAX_MEMBERS]:
+            if len(entries) >= MAX_EXCEPTIONS:
+                break
+            if _walk_chain(member, "member", group_index, entries, seen, groups):
+                added += 1
+        if added < len(members):
+            entries[group_index]["members_omitted"] = len(members) - added
+    return entries
+
+
+def _walk_chain(
+    exc: BaseException,
+    relation: str | None,
+    parent: int | None,
+    entries: list[dict[str, Any]],
+    seen: set[int],
+    groups: list[tuple[int, BaseException]],
+) -> bool:
+    """Append `exc` and its cause/context chain to `entries`; return False if nothing was added."""
     current: BaseException | None = exc
-    relation: str | None = None
-    while current is not None and id(current) not in seen and len(chain) < MAX_CHAIN:
+    depth = 0
+    added = False
+    while (
+        current is not None
+        and id(current) not in seen
+        and depth < MAX_CHAIN
+        and len(entries) < MAX_EXCEPTIONS
+    ):
         seen.add(id(current))
         frames, omitted = _frames(current.__traceback__)
-        chain.append(
-            {
-                "type": qualified_type_name(type(current)),
-                "message": _message(current),
-                "relation": relation,
-                "frames": frames,
-                "frames_omitted": omitted,
-            }
-        )
+        entry: dict[str, Any] = {
+            "type": clean_text(qualified_type_name(type(current))),
+            "message": _message(current),
+            "relation": relation,
+            "parent": parent,
+            "frames": frames,
+            "frames_omitted": omitted,
+        }
+        notes = _notes(current)
+        if notes:
+            entry["notes"] = notes
+        parent = len(entries)
+        entries.append(entry)
+        added = True
+        depth += 1
+        if isinstance(current, BaseExceptionGroup):
+            groups.append((parent, current))
+
         if current.__cause__ is not None:
             current, relation = current.__cause__, "cause"
         elif current.__context__ is not None and not current.__suppress_context__:
             current, relation = current.__context__, "context"
         else:
             current = None
-    return chain
+    return added
 
 
 def build_error_event(
@@ -158,12 +244,17 @@ def build_error_event(
     request: dict[str, Any] | None,
     tags: dict[str, Any] | None,
     level: str = "error",
+    release: str | None = None,
+    environment: str | None = None,
 ) -> ErrorEvent:
-    """Build the ErrorEvent for `exc`; `request` and `tags` must already be scrubbed."""
+    """Build the ErrorEvent for `exc`; `request` and `tags` must already be scrubbed.
+
+    `release` and `environment` (from the collector settings) are stored when set.
+    """
     chain = exception_chain(exc)
     type_name = chain[0]["type"]
     message = chain[0]["message"]
-    data = {
+    data: dict[str, Any] = {
         "type": type_name,
         "message": message,
         "level": level,
@@ -172,6 +263,10 @@ def build_error_event(
         "trace_id": trace_id,
         "tags": tags or {},
     }
+    if release:
+        data["release"] = clean_text(release)
+    if environment:
+        data["environment"] = clean_text(environment)
     return ErrorEvent(ts, type_name, message, level, trace_id, None, data)
 
 
@@ -244,11 +339,13 @@ def scrub_tags(tags: dict[str, Any] | None, scrub_fields: Iterable[str]) -> dict
     fields = tuple(scrub_fields)
     result: dict[str, Any] = {}
     for key, value in tags.items():
-        key = str(key)
+        key = clean_text(str(key))
         if is_sensitive(key, fields):
             result[key] = FILTERED
-        elif value is None or isinstance(value, str | int | float | bool):
+        elif isinstance(value, str):
+            result[key] = clean_text(value)
+        elif value is None or isinstance(value, int | float | bool):
             result[key] = value
         else:
-            result[key] = str(value)
+            result[key] = clean_text(str(value))
     return result

@@ -13,7 +13,14 @@ The statements own the rollup merge rules:
   (`register_functions`). A request without a duration counts in `count` only.
 - error groups add the count, widen first/last seen, keep the newest event,
   and reopen a resolved group when an event newer than `resolved_at` arrives
-  (status 'unresolved', regressions + 1). An ignored group stays ignored.
+  (status 'unresolved', regressions + 1, regression_pending = 1). An ignored
+  group stays ignored.
+- error samples: per group and batch one row. It is the batch's earliest
+  event as 'first' when the group has no 'first' sample yet, else the batch's
+  newest event as 'regression' when the upsert just reopened the group, else
+  as 'sample'. Then regression_pending is cleared and 'sample' rows beyond
+  the newest MAX_SAMPLES of the group are deleted; 'first' and 'regression'
+  rows are never deleted here.
 
 Rollup hours are `ts // HOUR_MS` (hours since the epoch, UTC).
 
@@ -43,6 +50,7 @@ BUCKET_MERGE_FUNCTION = "hauswacht_merge_buckets"
 
 # Group titles are for display. The full message stays in the raw row's data.
 MAX_GROUP_TEXT = 1024
+MAX_SAMPLES = 10  # 'sample' rows kept per error group, besides 'first' and 'regression'
 
 
 def _insert(table: str, columns: Iterable[str]) -> str:
@@ -99,7 +107,43 @@ ON CONFLICT (fingerprint) DO UPDATE SET
                   THEN 'unresolved' ELSE status END,
     regressions = regressions + CASE
         WHEN status = 'resolved' AND excluded.last_seen > coalesce(resolved_at, -1)
-        THEN 1 ELSE 0 END
+        THEN 1 ELSE 0 END,
+    regression_pending = CASE
+        WHEN status = 'resolved' AND excluded.last_seen > coalesce(resolved_at, -1)
+        THEN 1 ELSE regression_pending END
+"""
+
+# The three sample statements take the same named parameters per group:
+# fingerprint, first_ts, first_data, last_ts, last_data.
+INSERT_ERROR_SAMPLES = """
+INSERT INTO error_samples (fingerprint, ts, reason, data)
+SELECT :fingerprint,
+       CASE kind WHEN 'first' THEN :first_ts ELSE :last_ts END,
+       kind,
+       CASE kind WHEN 'first' THEN :first_data ELSE :last_data END
+FROM (
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT 1 FROM error_samples
+                         WHERE fingerprint = :fingerprint AND reason = 'first') THEN 'first'
+        WHEN (SELECT regression_pending FROM error_groups
+              WHERE fingerprint = :fingerprint) = 1 THEN 'regression'
+        ELSE 'sample'
+    END AS kind
+)
+"""
+
+CLEAR_REGRESSION_PENDING = """
+UPDATE error_groups SET regression_pending = 0
+WHERE fingerprint = :fingerprint AND regression_pending = 1
+"""
+
+TRIM_ERROR_SAMPLES = f"""
+DELETE FROM error_samples
+WHERE fingerprint = :fingerprint AND reason = 'sample' AND id NOT IN (
+    SELECT id FROM error_samples
+    WHERE fingerprint = :fingerprint AND reason = 'sample'
+    ORDER BY id DESC LIMIT {MAX_SAMPLES}
+)
 """
 
 UPSERT_ERROR_ROLLUPS = """
@@ -119,6 +163,9 @@ STATEMENT_ORDER = (
     UPSERT_REQUEST_ROLLUPS,
     UPSERT_METRIC_ROLLUPS,
     UPSERT_ERROR_GROUPS,
+    INSERT_ERROR_SAMPLES,
+    CLEAR_REGRESSION_PENDING,
+    TRIM_ERROR_SAMPLES,
     UPSERT_ERROR_ROLLUPS,
     UPSERT_DROPPED_ROLLUPS,
 )
@@ -146,6 +193,8 @@ class BatchRows:
     request_rollups: list[tuple[Any, ...]] = field(default_factory=list)
     metric_rollups: list[tuple[Any, ...]] = field(default_factory=list)
     error_groups: list[tuple[Any, ...]] = field(default_factory=list)
+    error_samples: list[dict[str, Any]] = field(default_factory=list)
+    """Named parameters of the three sample statements, one dict per group."""
     error_rollups: list[tuple[Any, ...]] = field(default_factory=list)
     dropped_rollups: list[tuple[int, str, int]] = field(default_factory=list)
     rejected: list[tuple[Any, str]] = field(default_factory=list)
@@ -160,6 +209,9 @@ class BatchRows:
             self.request_rollups,
             self.metric_rollups,
             self.error_groups,
+            self.error_samples,
+            self.error_samples,
+            self.error_samples,
             self.error_rollups,
             self.dropped_rollups,
         )
@@ -207,7 +259,16 @@ def aggregate_batch(events: Iterable[Any]) -> BatchRows:
             (hour, name, tags, unit, count, total, low, high, histogram.encode(buckets))
         )
     for fingerprint, group in groups.items():
-        rows.error_groups.append((fingerprint, *group))
+        rows.error_groups.append((fingerprint, *group[:7]))
+        rows.error_samples.append(
+            {
+                "fingerprint": fingerprint,
+                "first_ts": group[7],
+                "first_data": group[8],
+                "last_ts": group[5],
+                "last_data": group[6],
+            }
+        )
     for (hour, fingerprint), count in error_rollups.items():
         rows.error_rollups.append((hour, fingerprint, count))
     return rows
@@ -323,7 +384,8 @@ def _add_error(
 
     group = groups.get(fingerprint)
     if group is None:
-        # scheme, type, message, count, first_seen, last_seen, latest_event
+        # scheme, type, message, count, first_seen, last_seen, latest_event,
+        # then the earliest event of the batch (ts, data) for the 'first' sample.
         groups[fingerprint] = [
             scheme,
             error_type[:MAX_GROUP_TEXT],
@@ -332,11 +394,15 @@ def _add_error(
             ts,
             ts,
             data,
+            ts,
+            data,
         ]
     else:
         group[3] += 1
         if ts < group[4]:
             group[4] = ts
+            group[7] = ts
+            group[8] = data
         if ts >= group[5]:
             group[5] = ts
             group[6] = data
