@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench import middleware_bench, writer_bench
+from bench import dashboard_bench, ingest_bench, middleware_bench, writer_bench
 from bench.common import machine_description, markdown_table, today
 
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -18,6 +18,7 @@ WRITER_MIN_SHARE_OF_LIMIT = 0.5
 WRITER_MIN_OVER_NAIVE = 300
 MIDDLEWARE_MAX_US = 10.0
 MIDDLEWARE_MAX_SHARE_OF_INSTRUMENTATOR = 0.5
+INGEST_MIN_EVENTS_PER_SECOND = 100_000
 
 
 def verdict(ok: bool) -> str:
@@ -91,11 +92,51 @@ def middleware_section(results: dict) -> str:
     )
 
 
+def ingest_section(results: dict) -> str:
+    limit = results["limit"]
+    ndjson = results["ndjson"]
+    rows = [
+        ["bare executemany, one unindexed table (limit)", f"{limit:,.0f} events/s", "1.00", ""],
+        [
+            f"NDJSON POSTs of {results['batch_size']:,} events over loopback, into the database",
+            f"{ndjson:,.0f} events/s",
+            f"{ndjson / limit:.2f}",
+            f"≥ {INGEST_MIN_EVENTS_PER_SECOND:,} events/s: "
+            f"{verdict(ndjson >= INGEST_MIN_EVENTS_PER_SECOND)}",
+        ],
+        [
+            "one event per POST",
+            f"{results['single']:,.0f} requests/s",
+            f"{results['single'] / limit:.4f}",
+            "",
+        ],
+        [
+            "Sentry envelopes (one error event each)",
+            f"{results['envelope']:,.0f} envelopes/s",
+            f"{results['envelope'] / limit:.4f}",
+            "",
+        ],
+    ]
+    return (
+        "## Ingest over HTTP\n\n"
+        f"A real `hauswacht serve` under uvicorn on 127.0.0.1 and one httpx client in the "
+        f"same run: {results['events']:,} request events as NDJSON, "
+        f"{results['single_posts']:,} single-event POSTs and {results['envelopes']:,} Sentry "
+        "envelopes, each counted once stored in the database (`bench/ingest_bench.py`). "
+        "The limit is the writer benchmark's bare executemany of the same events.\n\n"
+        + markdown_table(["path", "rate", "ratio to limit", "target"], rows)
+    )
+
+
 def main() -> int:
     print("writer benchmark …", file=sys.stderr)
     writer_results = writer_bench.run()
     print("middleware benchmark …", file=sys.stderr)
     middleware_results = middleware_bench.run()
+    print("ingest benchmark …", file=sys.stderr)
+    ingest_results = ingest_bench.run()
+    print("dashboard benchmark (builds cached files under bench/out/ once) …", file=sys.stderr)
+    dashboard_results = dashboard_bench.run()
     text = "\n\n".join(
         [
             "# Benchmarks",
@@ -104,6 +145,8 @@ def main() -> int:
             f"- Date: {today()}\n- Machine: {machine_description()}",
             writer_section(writer_results),
             middleware_section(middleware_results),
+            ingest_section(ingest_results),
+            dashboard_bench.markdown(dashboard_results),
         ]
     )
     OUTPUT.write_text(text + "\n", encoding="utf-8")
