@@ -159,3 +159,45 @@ def test_deleted_last_row_detected_after_new_rows(files) -> None:
         vault.get("DB_PASSWORD")
         report = vault.verify_audit()
     assert report.problems == [AuditProblem(10, "missing", 10)]
+
+
+def test_empty_log_without_init_row_detected(files) -> None:
+    _execute(files.db, "DELETE FROM audit")
+    _execute(files.db, "DELETE FROM sqlite_sequence WHERE name = 'audit'")
+    with files.open() as vault:
+        report = vault.verify_audit()
+    assert report.rows == 0
+    assert not report.intact
+    assert report.problems == [AuditProblem(1, "init_missing")]
+
+
+def test_first_row_replaced_detected(files) -> None:
+    conn = sqlite3.connect(files.db)
+    row = conn.execute(
+        "SELECT id, ts, actor, action, secret, version, outcome, pid, host, prev_hash "
+        "FROM audit WHERE id = 1"
+    ).fetchone()
+    # Row 1 rewritten as a read with a consistent hash; row 2 then links to the old hash.
+    forged = row_hash(row[9], 1, row[1], row[2], "read", None, None, "ok", row[7], row[8])
+    conn.execute("UPDATE audit SET action = 'read', hash = ? WHERE id = 1", (forged,))
+    conn.commit()
+    conn.close()
+    with files.open() as vault:
+        report = vault.verify_audit()
+    assert report.problems == [AuditProblem(1, "init_missing"), AuditProblem(1, "relinked")]
+
+
+def test_deleted_first_rows_reported_once(files) -> None:
+    _execute(files.db, "DELETE FROM audit WHERE id <= 2")
+    with files.open() as vault:
+        report = vault.verify_audit()
+    assert report.problems == [AuditProblem(1, "missing", 2)]
+
+
+def test_chain_break_skips_version_check(files) -> None:
+    # Rows 9 and 10 (destroy API_KEY, rotate) deleted: the log no longer shows that
+    # API_KEY was destroyed, but a broken chain proves nothing about versions.
+    _execute(files.db, "DELETE FROM audit WHERE id >= 9")
+    with files.open() as vault:
+        report = vault.verify_audit()
+    assert [problem.kind for problem in report.problems] == ["truncated"]

@@ -6,6 +6,7 @@ import logging
 import os
 import pty
 import re
+import signal
 import sqlite3
 import stat
 import string
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from hauswacht.cli.vault_messages import CATALOG
-from hauswacht.vault.keys import load_key_ring
-from tests.helpers.vault_common import HAUSWACHT, VaultFiles, make_vault, run_cli
+from hauswacht.cli.vault_messages import CATALOG, GERMAN_REASONS
+from hauswacht.vault import audit, errors, store
+from hauswacht.vault.keys import generate_key, key_id, load_key_ring
+from hauswacht.vault.store import MAX_VALUE_BYTES
+from tests.helpers.vault_common import HAUSWACHT, VaultFiles, make_vault, run_cli, table_rows
 
 PASSPHRASE = "a long test passphrase\n"
 
@@ -277,9 +280,7 @@ def test_audit_command_lists_and_verifies(files: VaultFiles) -> None:
     broken = run_cli(files, "audit", "--verify")
     assert broken.returncode == 1
     assert broken.stdout == "row 2 was edited: its hash no longer matches its fields\n"
-    assert broken.stderr == (
-        "hauswacht vault: error: the audit log hash chain is broken at 1 places\n"
-    )
+    assert broken.stderr == "hauswacht vault: error: the audit log failed verification at 1 place\n"
     german = run_cli(files, "audit", "--verify", lang="de")
     assert german.stdout == "Zeile 2 wurde geändert: ihr Hash passt nicht mehr zu ihren Feldern\n"
 
@@ -525,3 +526,371 @@ def test_import_key_for_other_vault_rejected(files: VaultFiles, tmp_path: Path) 
     assert result.returncode == 1
     assert "wrong master key" in result.stderr
     assert not files.key_file.exists()
+
+
+# Findings of a review that tried to break the vault: one test per fix.
+
+
+def test_set_with_unknown_first_key_rejected(files: VaultFiles) -> None:
+    right = load_key_ring(files.key_file, {}).keys[0].decode()
+    other = generate_key().decode()
+    env = {**files.env(), "HAUSWACHT_MASTER_KEY": f"{other},{right}"}
+
+    poisoned = run_cli(files, "set", "POISON", stdin="x\n", env=env)
+    assert poisoned.returncode == 1
+    assert poisoned.stderr == (
+        f"hauswacht vault: error: the first key in HAUSWACHT_MASTER_KEY has key id "
+        f"{key_id(other.encode())}, which this vault does not use; new values are wrapped "
+        f"with the vault's master key id {key_id(right.encode())}, so put that key first; "
+        "nothing was changed\n"
+    )
+    listing = run_cli(files, "list")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout == "the vault contains no secrets\n"
+
+
+def test_import_env_backup_in_git_warns(files: VaultFiles, tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    gitignore = tmp_path / ".gitignore"
+    gitignore.write_text("config.env\ndata/\n")
+    env_file = tmp_path / "config.env"
+    env_file.write_text("API_KEY=first\n")
+
+    result = run_cli(files, "import-env", str(env_file), "--rewrite")
+    assert result.returncode == 0, result.stderr
+    backup = next(tmp_path.glob("config.env.*.bak"))
+    assert result.stderr == (
+        f"hauswacht vault: warning: the backup {backup} contains the imported values in plain "
+        f"text and is inside the git work tree {tmp_path.resolve()} without being ignored: "
+        "add the line `config.env.*.bak` to .gitignore, or delete the backup once you have "
+        "checked the vault\n"
+    )
+
+    gitignore.write_text("config.env\nconfig.env.*.bak\ndata/\n")
+    env_file.write_text("API_KEY=second\n")
+    again = run_cli(files, "import-env", str(env_file), "--rewrite")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+
+
+def test_run_hides_master_key_from_command(files: VaultFiles) -> None:
+    run_cli(files, "set", "API_KEY", stdin="key")
+    script = (
+        "import os; print(os.environ.get('HAUSWACHT_MASTER_KEY'), "
+        "os.environ.get('HAUSWACHT_MASTER_KEY_FILE'), os.environ.get('API_KEY'))"
+    )
+    from_file = run_cli(files, "run", "--", "python3", "-c", script)
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout == "None None key\n"
+
+    env = files.env()
+    env["HAUSWACHT_MASTER_KEY"] = load_key_ring(files.key_file, {}).keys[0].decode()
+    from_variable = run_cli(files, "run", "--", "python3", "-c", script, env=env)
+    assert from_variable.returncode == 0, from_variable.stderr
+    assert from_variable.stdout == "None None key\n"
+
+
+def test_set_value_limit_on_stdin(files: VaultFiles) -> None:
+    largest = b"x" * MAX_VALUE_BYTES
+    stored = run_cli(files, "set", "BIG", stdin=largest + b"\r\n")
+    assert stored.returncode == 0, stored.stderr
+    assert run_cli(files, "get", "BIG", "-n").stdout == largest.decode()
+
+    too_long = run_cli(files, "set", "BIG", stdin=largest + b"xyz")
+    assert too_long.returncode == 1
+    assert too_long.stderr == (
+        "hauswacht vault: error: the value for secret BIG on stdin is longer than the limit "
+        f"of {MAX_VALUE_BYTES} bytes; nothing was stored\n"
+    )
+
+
+def test_set_stops_reading_endless_stdin(files: VaultFiles) -> None:
+    process = subprocess.Popen(
+        [str(HAUSWACHT), "vault", "set", "HUGE"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=files.env(),
+        bufsize=0,
+    )
+    assert process.stdin is not None
+    chunk = b"y" * 65536
+    # 64 MiB is far more than the limit plus any pipe buffer: if the command reads only
+    # the limit and exits, a write fails with EPIPE well before the end.
+    with pytest.raises(BrokenPipeError):
+        for _ in range(1024):
+            process.stdin.write(chunk)
+    process.stdin.close()  # unbuffered (bufsize=0), so closing writes nothing
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.wait(timeout=60)
+    assert process.stdout is not None
+    process.stdout.close()
+    process.stderr.close()
+    assert process.returncode == 1
+    assert stderr.decode().endswith(
+        f"longer than the limit of {MAX_VALUE_BYTES} bytes; nothing was stored\n"
+    )
+
+
+def test_nul_value_rejected_by_set_and_run(
+    files: VaultFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rejected = run_cli(files, "set", "WITH_NUL", stdin=b"a\x00b")
+    assert rejected.returncode == 1
+    assert rejected.stderr == (
+        "hauswacht vault: error: the value for secret WITH_NUL contains a NUL byte, which an "
+        "environment variable cannot hold; nothing was stored\n"
+    )
+    env_file = tmp_path / "config.env"
+    env_file.write_bytes(b"FINE=1\nIN_FILE=x\x00y\n")
+    imported = run_cli(files, "import-env", str(env_file))
+    assert imported.returncode == 1
+    assert "secret IN_FILE contains a NUL byte" in imported.stderr
+    assert run_cli(files, "get", "FINE").returncode == 1
+
+    # A value stored before this check existed: store it with the check switched off.
+    monkeypatch.setattr(store, "_check_storable", lambda name, data: None)
+    with files.open() as vault:
+        vault.set("LEGACY_NUL", "a\x00b")
+    result = run_cli(files, "run", "--", "true")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "hauswacht vault: error: secret LEGACY_NUL cannot be passed as an environment variable "
+        "because its value contains a NUL byte; store it again without it\n"
+    )
+
+
+def _run_with_closed(files: VaultFiles, redirect: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `hauswacht vault ARGS` through sh with stdin (`<&-`) or stdout (`>&-`) closed."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$0" vault "$@" {redirect}', str(HAUSWACHT), *args],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=files.env(),
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_closed_stdin_or_stdout_one_line_error(files: VaultFiles) -> None:
+    run_cli(files, "set", "KEY", stdin="value")
+    audit_rows = len(table_rows(files.db, "audit"))
+
+    no_stdin = _run_with_closed(files, "<&-", "set", "NEW")
+    assert no_stdin.returncode == 1
+    assert no_stdin.stderr == (
+        "hauswacht vault: error: stdin is closed, so no value or passphrase can be read; "
+        "nothing was changed\n"
+    )
+    no_stdout = _run_with_closed(files, ">&-", "get", "KEY")
+    assert no_stdout.returncode == 1
+    assert no_stdout.stderr == (
+        "hauswacht vault: error: stdout is closed, so the output would be lost; nothing was done\n"
+    )
+    assert len(table_rows(files.db, "audit")) == audit_rows
+    assert run_cli(files, "get", "NEW").returncode == 1
+
+
+def test_key_file_directory_named_in_german(files: VaultFiles, tmp_path: Path) -> None:
+    files.key_file.unlink()
+    files.key_file.mkdir()
+    result = run_cli(files, "get", "KEY", lang="de")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"hauswacht vault: Fehler: {files.key_file} kann nicht gelesen werden: "
+        "ist ein Verzeichnis\n"
+    )
+    last = table_rows(files.db, "audit")[-1]
+    assert (last[3], last[6]) == ("read", "read_failed")
+
+    missing = run_cli(files, "import-env", str(tmp_path / "absent.env"), lang="de")
+    assert missing.stderr == (
+        f"hauswacht vault: Fehler: {tmp_path / 'absent.env'} kann nicht gelesen werden: "
+        "Datei nicht gefunden\n"
+    )
+
+
+def test_every_library_reason_has_german() -> None:
+    assert set(GERMAN_REASONS) == set(errors.REASONS)
+
+
+def test_library_warnings_shown_on_stderr(files: VaultFiles) -> None:
+    run_cli(files, "set", "KEY", stdin="value")
+    # An open read transaction blocks the checkpoint that follows a destroy.
+    reader = sqlite3.connect(files.db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM secrets").fetchone()
+    try:
+        result = run_cli(files, "destroy", "KEY")
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "destroyed secret KEY with all its versions\n"
+    assert result.stderr == (
+        f"hauswacht vault: warning: WAL checkpoint of {files.db} was blocked by another "
+        "connection; the destroyed bytes stay in the WAL until the next checkpoint\n"
+    )
+
+
+def test_actor_control_characters_rejected_and_escaped(files: VaultFiles) -> None:
+    run_cli(files, "set", "KEY", stdin="value")
+    forged = run_cli(files, "get", "KEY", "--actor", "ops\n2026-01-01 00:00:00.000  admin  read")
+    assert forged.returncode == 2
+    assert forged.stderr == (
+        "hauswacht vault: error: invalid actor 'ops\\n2026-01-01 00:00:00.000  admin  read': it "
+        "contains control characters, which would break the audit log display; use a name "
+        "without them\n"
+    )
+
+    # A row written by an older version or another tool is shown on one line.
+    with files.open() as vault:
+        vault_id = vault.vault_id
+    conn = sqlite3.connect(files.db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    audit.append(conn, vault_id, "evil\nfake row\x1b[0m", "read", "KEY", 1)
+    conn.execute("COMMIT")
+    conn.close()
+    listing = run_cli(files, "audit").stdout.splitlines()
+    assert len(listing) == 4
+    assert listing[-1].split()[2] == "evil\\x0afake"
+    assert "row\\x1b[0m" in listing[-1]
+
+
+def test_audit_verify_messages(files: VaultFiles) -> None:
+    run_cli(files, "set", "KEY", stdin="value")
+    run_cli(files, "get", "KEY")
+    run_cli(files, "get", "KEY")
+    conn = sqlite3.connect(files.db)
+    conn.execute("DELETE FROM audit WHERE id IN (2, 4)")
+    conn.commit()
+    conn.close()
+
+    english = run_cli(files, "audit", "--verify")
+    assert english.returncode == 1
+    assert english.stdout == "row 2 was deleted\nrow 4 at the end was deleted\n"
+    assert (
+        english.stderr == "hauswacht vault: error: the audit log failed verification at 2 places\n"
+    )
+    german = run_cli(files, "audit", "--verify", lang="de")
+    assert german.stdout == "Zeile 2 wurde gelöscht\nZeile 4 am Ende wurde gelöscht\n"
+
+    conn = sqlite3.connect(files.db)
+    conn.execute("DELETE FROM audit")
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'audit'")
+    conn.commit()
+    conn.close()
+    emptied = run_cli(files, "audit", "--verify")
+    assert emptied.returncode == 1
+    assert emptied.stdout == (
+        "row 1 is not the init row that every vault's audit log starts with: rows were "
+        "deleted or replaced\n"
+    )
+    assert (
+        emptied.stderr == "hauswacht vault: error: the audit log failed verification at 1 place\n"
+    )
+
+
+def test_rolled_back_version_reported(files: VaultFiles) -> None:
+    run_cli(files, "set", "KEY", stdin="old")
+    run_cli(files, "set", "KEY", stdin="new")
+    conn = sqlite3.connect(files.db)
+    conn.execute("DELETE FROM versions WHERE version = 2")
+    conn.execute("UPDATE secrets SET current_version = 1")
+    conn.commit()
+    conn.close()
+
+    read = run_cli(files, "get", "KEY")
+    assert read.returncode == 1
+    assert read.stdout == ""
+    assert read.stderr == (
+        "hauswacht vault: error: the newest stored version of secret KEY is 1, but the audit "
+        "log records that version 2 was written: versions were removed from the vault file; "
+        "restore it from a backup\n"
+    )
+    verified = run_cli(files, "audit", "--verify")
+    assert verified.returncode == 1
+    assert verified.stdout == (
+        "secret KEY: row 3 records writing version 2, but the newest stored version is 1: "
+        "versions were removed\n"
+    )
+
+
+def test_refused_rotation_recorded(files: VaultFiles) -> None:
+    env = files.env()
+    env["HAUSWACHT_MASTER_KEY"] = load_key_ring(files.key_file, {}).keys[0].decode()
+    del env["HAUSWACHT_MASTER_KEY_FILE"]
+    rejected = run_cli(files, "rotate-key", env=env)
+    assert rejected.returncode == 1
+    last = table_rows(files.db, "audit")[-1]
+    assert (last[3], last[4], last[5], last[6]) == (
+        "rotate",
+        None,
+        None,
+        "rotation_needs_key_file",
+    )
+
+
+def test_closed_stdout_pipe_exits_quietly(files: VaultFiles) -> None:
+    for number in range(3):
+        run_cli(files, "set", f"KEY_{number}", stdin="value")
+    process = subprocess.Popen(
+        [str(HAUSWACHT), "vault", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=files.env(),
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # like `| head -1` after its line: the reader is gone
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 141
+    assert stderr == b""
+
+
+def test_bad_master_key_variable_message(files: VaultFiles) -> None:
+    env = {**files.env(), "HAUSWACHT_MASTER_KEY": "not-a-key,also-not"}
+    result = run_cli(files, "list", env=env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "hauswacht vault: error: HAUSWACHT_MASTER_KEY does not contain a valid master key: "
+        "expected Fernet keys (44 URL-safe base64 characters each) separated by commas, "
+        "newest first\n"
+    )
+
+
+def test_interrupt_at_prompt_ends_line(files: VaultFiles) -> None:
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [str(HAUSWACHT), "vault", "set", "TYPED"],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=files.env(),
+        start_new_session=True,
+    )
+    os.close(secondary)
+    assert process.stderr is not None
+    try:
+        prompt = b""
+        while not prompt.endswith(b"Value for TYPED: "):
+            chunk = os.read(process.stderr.fileno(), 1024)
+            assert chunk, "the command exited before prompting"
+            prompt += chunk
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        os.close(main)
+    assert process.returncode == 130
+    assert (prompt + rest).decode() == "Value for TYPED: \ninterrupted\n"
+
+
+def test_undelete_of_active_version_fails(files: VaultFiles) -> None:
+    run_cli(files, "set", "KEY", stdin="value")
+    result = run_cli(files, "undelete", "KEY")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "hauswacht vault: error: version 1 of secret KEY is not deleted; nothing was restored\n"
+    )

@@ -130,3 +130,65 @@ def test_second_rewrite_keeps_first_backup(tmp_path: Path) -> None:
     assert first.read_text() == "A=1\nB=2\n"
     assert second.read_text().startswith("# A is stored")
     assert "=2" not in path.read_text()
+
+
+def test_leading_byte_order_mark_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "config.env"
+    path.write_bytes("\ufeffAPI_KEY=abc\nDB=x\n".encode())
+    text, entries = read_env_file(path)
+    assert [(entry.key, entry.value, entry.first_line) for entry in entries] == [
+        ("API_KEY", "abc", 1),
+        ("DB", "x", 2),
+    ]
+
+    rewrite_without(path, text, entries, {"API_KEY"})
+    assert (
+        path.read_bytes()
+        == (
+            "\ufeff# API_KEY is stored in the Hauswacht vault: hauswacht vault get API_KEY\nDB=x\n"
+        ).encode()
+    )
+
+
+def test_lines_split_only_at_newlines() -> None:
+    # Form feed, U+2028, U+0085 and a lone \r are inside a line, as editors show them.
+    text = 'A="x\x0cy"\nB=one\u2028two\nC=a\x85b\nD=r\rs\nnot valid\n'
+    with pytest.raises(EnvFileSyntaxError) as raised:
+        parse_env_text(text, "config.env")
+    assert raised.value.fields == {"path": "config.env", "line": 5}
+
+    entries = parse_env_text(text.replace("not valid\n", ""), "config.env")
+    assert [(entry.key, entry.value, entry.first_line) for entry in entries] == [
+        ("A", "x\x0cy", 1),
+        ("B", "one\u2028two", 2),
+        ("C", "a\x85b", 3),
+        ("D", "r\rs", 4),
+    ]
+
+
+def test_rewrite_keeps_crlf_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "config.env"
+    original = b'# settings\r\nSECRET="multi\r\nline"\r\nKEEP=1\r\nLAST=z'
+    path.write_bytes(original)
+    text, entries = read_env_file(path)
+    assert {entry.key: entry.value for entry in entries}["SECRET"] == "multi\nline"
+
+    backup = rewrite_without(path, text, entries, {"SECRET", "LAST"})
+    assert backup.read_bytes() == original
+    assert path.read_bytes() == (
+        b"# settings\r\n"
+        b"# SECRET is stored in the Hauswacht vault: hauswacht vault get SECRET\r\n"
+        b"KEEP=1\r\n"
+        b"# LAST is stored in the Hauswacht vault: hauswacht vault get LAST"
+    )
+
+
+def test_env_file_read_errors_use_known_reasons(tmp_path: Path) -> None:
+    with pytest.raises(FileReadError) as directory:
+        read_env_file(tmp_path)
+    assert directory.value.fields == {"path": str(tmp_path), "reason": "is a directory"}
+    latin = tmp_path / "latin1.env"
+    latin.write_bytes(b"A=\xe4\n")
+    with pytest.raises(FileReadError) as not_utf8:
+        read_env_file(latin)
+    assert not_utf8.value.fields["reason"] == "not UTF-8 text"

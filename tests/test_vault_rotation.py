@@ -187,8 +187,10 @@ def test_kill_during_rotation_leaves_every_secret_readable(tmp_path: Path) -> No
         assert {name: vault.get(name) for name in SECRETS} == SECRETS
         assert vault.get("SECRET_3", version=1) == "old " + SECRETS["SECRET_3"]
 
-        # A new write wraps with the newest key; the vault then needs both keys.
+        # A new write wraps with the vault's master key (the old one), not with the
+        # key file's first key, which the database does not use yet.
         vault.set("WRITTEN_AFTER_CRASH", "fresh")
+        assert {row[5] for row in table_rows(files.db, "versions")} == {old_id}
         result = vault.rotate_master_key()
         assert result.rewrapped == total + 1
         assert {name: vault.get(name) for name in SECRETS} == SECRETS

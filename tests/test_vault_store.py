@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import sqlite3
 import stat
@@ -10,23 +13,43 @@ from pathlib import Path
 
 import pytest
 
-from hauswacht.vault import MissingSecretError, Vault, get_secret, init_vault, require_secret
+from hauswacht.vault import (
+    MissingSecretError,
+    Vault,
+    VaultError,
+    get_secret,
+    init_vault,
+    require_secret,
+)
 from hauswacht.vault.errors import (
     CasConflictError,
     EmptyValueError,
+    FileReadError,
+    ForeignDatabaseError,
+    InvalidActorError,
     InvalidMasterKeyError,
+    InvalidMasterKeyVariableError,
     InvalidSecretNameError,
     KeyFileExistsError,
     KeyFileModeError,
     MasterKeyMissingError,
     NotAVaultError,
+    NoVaultSchemaError,
     RotationNeedsKeyFileError,
+    ScryptCostError,
+    ScryptMemoryError,
     SecretDeletedError,
     SecretDestroyedError,
     SecretNotFoundError,
+    SecretRemovedError,
+    SecretRolledBackError,
     TamperedSecretError,
+    UnknownFirstKeyError,
+    ValueContainsNulError,
     VaultExistsError,
+    VaultLockedError,
     VaultNotFoundError,
+    VersionNotDeletedError,
     VersionNotFoundError,
     WrongMasterKeyError,
 )
@@ -320,7 +343,7 @@ def test_wrong_key_rejected_before_any_write(files) -> None:
         assert error.fields["given"] == key_id(wrong)
         assert wrong.decode() not in str(error)
     audit = table_rows(files.db, "audit")[audit_before:]
-    assert [row[6] for row in audit] == ["wrong_master_key"] * 6
+    assert [row[6] for row in audit] == ["wrong_master_key"] * 6 + ["rotation_needs_key_file"]
 
 
 def test_wrong_key_file_rejected_and_kept(files, tmp_path: Path) -> None:
@@ -454,3 +477,336 @@ def test_init_reports_unignored_key_file(tmp_path: Path) -> None:
     )
     assert result.created_key_file
     assert result.git_root == tmp_path.resolve()
+
+
+# Findings of a review that tried to break the vault: one test per fix.
+
+
+def _execute(db: Path, *statements: str) -> None:
+    conn = sqlite3.connect(db)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_ring_with_unknown_first_key_rejected(files) -> None:
+    with files.open() as vault:
+        vault.set("KEY", "value")
+    right = load_key_ring(files.key_file, {}).keys[0]
+    other = generate_key()
+    before = {table: table_rows(files.db, table) for table in ("vault_info", "secrets", "versions")}
+
+    env = {"HAUSWACHT_MASTER_KEY": f"{other.decode()},{right.decode()}"}
+    with Vault(files.db, environ=env, actor="poisoner") as vault:
+        with pytest.raises(UnknownFirstKeyError) as raised:
+            vault.set("POISON", "x")
+        with pytest.raises(UnknownFirstKeyError):
+            vault.get("KEY")
+
+    after = {table: table_rows(files.db, table) for table in ("vault_info", "secrets", "versions")}
+    assert after == before
+    assert raised.value.fields == {
+        "source": "HAUSWACHT_MASTER_KEY",
+        "given": key_id(other),
+        "expected": key_id(right),
+    }
+    assert other.decode() not in str(raised.value)
+    assert right.decode() not in str(raised.value)
+    assert [row[6] for row in table_rows(files.db, "audit")[-2:]] == ["unknown_first_key"] * 2
+    with files.open() as vault:
+        assert vault.get("KEY") == "value"
+
+
+def test_hand_edited_key_file_with_new_first_key_rejected(files) -> None:
+    right = load_key_ring(files.key_file, {}).keys[0]
+    files.key_file.write_text(f"{generate_key().decode()}\n{right.decode()}\n")
+    with files.open() as vault, pytest.raises(UnknownFirstKeyError):
+        vault.set("KEY", "value")
+
+
+def test_interrupted_rotations_leave_vault_usable(files) -> None:
+    old_id = load_key_ring(files.key_file, {}).newest_id
+    with files.open() as vault:
+        vault.set("KEY", "value")
+
+    def crash(done: int, total: int) -> None:
+        raise RuntimeError("simulated crash inside the rotation transaction")
+
+    for _ in range(2):
+        with files.open() as vault, pytest.raises(RuntimeError):
+            vault.rotate_master_key(crash)
+    ring = load_key_ring(files.key_file, {})
+    assert len(ring.ids) == 3
+    assert ring.ids[2] == old_id
+
+    with files.open() as vault:
+        assert vault.get("KEY") == "value"
+        vault.set("AFTER", "written after two interrupted rotations")
+    assert {row[5] for row in table_rows(files.db, "versions")} == {old_id}
+    assert table_rows(files.db, "vault_info")[0][-1] == ",".join(ring.ids[:2][::-1])
+
+    with files.open() as vault:
+        result = vault.rotate_master_key()
+        assert vault.get("AFTER") == "written after two interrupted rotations"
+    assert load_key_ring(files.key_file, {}).ids == (result.new_key_id,)
+    assert table_rows(files.db, "vault_info")[0][-1] is None
+
+
+def test_rotation_writes_through_symlinked_key_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    real = keys / "real.key"
+    link = tmp_path / "master.key"
+    init_vault(tmp_path / "vault.db", key_file=real, environ={})
+    link.symlink_to(real)
+
+    with Vault(tmp_path / "vault.db", key_file=link, environ={}) as vault:
+        vault.set("KEY", "value")
+        result = vault.rotate_master_key()
+
+    assert link.is_symlink()
+    assert os.readlink(link) == str(real)
+    assert load_key_ring(real, {}).ids == (result.new_key_id,)
+    assert (keys / "real.key.lock").exists()
+    assert not (tmp_path / "master.key.lock").exists()
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    with Vault(tmp_path / "vault.db", key_file=link, environ={}) as vault:
+        assert vault.get("KEY") == "value"
+
+
+def _export_with(path: Path, source: Path, n: int, r: int, p: int) -> None:
+    document = json.loads(source.read_text())
+    document["kdf"].update(n=n, r=r, p=p)
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("n", "r", "p", "error", "parameters"),
+    [
+        (2**20, 16, 16, ScryptMemoryError, "scrypt N=1048576 and r=16, which need 2048 MiB"),
+        (2**17, 16, 1, ScryptMemoryError, "scrypt N=131072 and r=16, which need 256 MiB"),
+        (2**15, 8, 16, ScryptCostError, "scrypt N=32768, r=8 and p=16, a cost N·r·p of 4194304"),
+    ],
+)
+def test_costly_scrypt_parameters_rejected(
+    files, tmp_path: Path, n: int, r: int, p: int, error: type, parameters: str
+) -> None:
+    source = tmp_path / "source.export"
+    export_key_ring(load_key_ring(files.key_file, {}), source, "correct horse battery", n=2**10)
+    crafted = tmp_path / "crafted.export"
+    _export_with(crafted, source, n, r, p)
+
+    with pytest.raises(error) as raised:
+        read_key_export(crafted, "correct horse battery")
+    assert parameters in str(raised.value)
+    assert str(raised.value).startswith(f"{crafted} asks for ")
+
+
+def test_default_scrypt_parameters_within_limits(files, tmp_path: Path) -> None:
+    ring = load_key_ring(files.key_file, {})
+    target = tmp_path / "default.export"
+    export_key_ring(ring, target, "correct horse battery")
+    assert read_key_export(target, "correct horse battery") == ring.keys
+    with pytest.raises(ScryptMemoryError):
+        export_key_ring(ring, tmp_path / "huge.export", "correct horse battery", n=2**17)
+    assert not (tmp_path / "huge.export").exists()
+
+
+def test_nul_in_value_rejected(files) -> None:
+    with files.open() as vault:
+        with pytest.raises(ValueContainsNulError) as raised:
+            vault.set("WITH_NUL", "before\x00after")
+        with pytest.raises(ValueContainsNulError) as imported:
+            vault.import_values({"FINE": "ok", "ALSO_NUL": "a\x00"})
+        with pytest.raises(SecretNotFoundError):
+            vault.get("FINE")
+    assert raised.value.fields == {"name": "WITH_NUL"}
+    assert str(raised.value) == (
+        "the value for secret WITH_NUL contains a NUL byte, which an environment variable "
+        "cannot hold; nothing was stored"
+    )
+    assert imported.value.fields == {"name": "ALSO_NUL"}
+
+
+def test_key_file_directory_named_in_error(files) -> None:
+    files.key_file.unlink()
+    files.key_file.mkdir()
+    with files.open() as vault, pytest.raises(FileReadError) as raised:
+        vault.get("KEY")
+    assert str(raised.value) == f"cannot read {files.key_file}: is a directory"
+    last = table_rows(files.db, "audit")[-1]
+    assert (last[3], last[4], last[6]) == ("read", "KEY", "read_failed")
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_foreign_sqlite_file_left_unchanged(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.db"
+    _execute(plain, "CREATE TABLE t (x)", "INSERT INTO t VALUES (1)")
+    foreign = tmp_path / "foreign.db"
+    _execute(
+        foreign, "PRAGMA application_id = 1234", "PRAGMA user_version = 3", "CREATE TABLE t (x)"
+    )
+    digests = {path: _file_digest(path) for path in (plain, foreign)}
+
+    with pytest.raises(NoVaultSchemaError) as no_schema:
+        Vault(plain, key_file=tmp_path / "k", environ={})
+    with pytest.raises(ForeignDatabaseError) as other:
+        Vault(foreign, key_file=tmp_path / "k", environ={})
+
+    for path, digest in digests.items():
+        assert _file_digest(path) == digest
+        assert not Path(f"{path}-wal").exists()
+    conn = sqlite3.connect(plain)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+    assert str(no_schema.value) == (
+        f"{plain} is an SQLite file without a vault schema; point HAUSWACHT_VAULT or --vault "
+        "at the vault file, or move this file away and run `hauswacht vault init`"
+    )
+    assert other.value.fields == {
+        "path": str(foreign),
+        "application_id": "0x4d2",
+        "user_version": 3,
+    }
+    assert isinstance(other.value, NotAVaultError)
+
+
+def test_locked_vault_raises_vault_error(files, caplog: pytest.LogCaptureFixture) -> None:
+    with files.open() as vault:
+        vault.set("KEY", "value")
+    audit_rows = len(table_rows(files.db, "audit"))
+    holder = sqlite3.connect(files.db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with (
+            Vault(files.db, key_file=files.key_file, environ={}, busy_timeout_s=0.2) as vault,
+            caplog.at_level(logging.INFO, logger="hauswacht.vault"),
+            pytest.raises(VaultLockedError) as raised,
+        ):
+            vault.get("KEY")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert isinstance(raised.value, VaultError)
+    assert str(raised.value) == (
+        f"the vault {files.db} stayed locked by another process for 0.2 s; nothing was "
+        "changed, try again when that process is done"
+    )
+    assert "could not record the failed read of KEY in the audit log" in caplog.text
+    assert len(table_rows(files.db, "audit")) == audit_rows
+    with files.open() as vault:
+        assert vault.get("KEY") == "value"
+
+
+def test_actor_with_control_characters_rejected(files, monkeypatch: pytest.MonkeyPatch) -> None:
+    for actor in ("bob\n2026-01-01 00:00:00.000  admin  read", "a\x1b[2Jb", "x\u202ey"):
+        with pytest.raises(InvalidActorError) as raised:
+            files.open(actor=actor)
+        assert raised.value.usage
+        assert "\n" not in str(raised.value)
+    with pytest.raises(InvalidActorError):
+        init_vault(
+            files.db.with_name("second.db"), key_file=files.key_file, environ={}, actor="a\rb"
+        )
+
+    monkeypatch.setenv("LOGNAME", "forged\nrow")
+    with Vault(files.db, key_file=files.key_file, environ={}) as vault:
+        assert vault.actor == "forged\\x0arow"
+
+
+def test_rolled_back_version_detected(files) -> None:
+    with files.open() as vault:
+        vault.set("KEY", "old value")
+        vault.set("KEY", "new value")
+    _execute(
+        files.db,
+        "DELETE FROM versions WHERE version = 2",
+        "UPDATE secrets SET current_version = 1 WHERE name = 'KEY'",
+    )
+
+    with files.open() as vault:
+        with pytest.raises(SecretRolledBackError) as raised:
+            vault.get("KEY")
+        with pytest.raises(SecretRolledBackError):
+            vault.set("KEY", "would reuse version 2")
+        report = vault.verify_audit()
+    assert raised.value.fields == {"name": "KEY", "current": 1, "recorded": 2}
+    with pytest.raises(SecretRolledBackError):
+        get_secret("KEY", vault=files.db, key_file=files.key_file)
+    assert [(p.kind, p.secret, p.recorded, p.current) for p in report.problems] == [
+        ("rolled_back", "KEY", 2, 1)
+    ]
+
+    # Destroying the secret and storing it again is one way back.
+    with files.open() as vault:
+        vault.destroy("KEY")
+        assert vault.set("KEY", "fresh") == 1
+        assert vault.get("KEY") == "fresh"
+        assert vault.verify_audit().intact
+
+
+def test_removed_secret_detected(files) -> None:
+    with files.open() as vault:
+        vault.set("KEY", "value")
+        vault.set("DESTROYED", "value")
+        vault.destroy("DESTROYED")
+    _execute(files.db, "DELETE FROM secrets WHERE name = 'KEY'")
+
+    with pytest.raises(SecretRemovedError) as raised:
+        get_secret("KEY", vault=files.db, key_file=files.key_file)
+    assert raised.value.fields == {"name": "KEY", "recorded": 1}
+    assert get_secret("DESTROYED", "default", vault=files.db, key_file=files.key_file) == "default"
+    with files.open() as vault:
+        report = vault.verify_audit()
+    assert [(p.kind, p.secret, p.recorded, p.current) for p in report.problems] == [
+        ("rolled_back", "KEY", 1, 0)
+    ]
+
+
+def test_old_schema_migrated_on_open(files) -> None:
+    with files.open() as vault:
+        vault.set("KEY", "value")
+    _execute(
+        files.db,
+        "ALTER TABLE vault_info DROP COLUMN pending_key_ids",
+        "DROP INDEX audit_secret_action",
+        "PRAGMA user_version = 1",
+    )
+    with files.open() as vault:
+        assert vault.get("KEY") == "value"
+        vault.rotate_master_key()
+    conn = sqlite3.connect(files.db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+
+
+def test_undelete_of_active_version_rejected(files) -> None:
+    with files.open() as vault:
+        vault.set("KEY", "value")
+        with pytest.raises(VersionNotDeletedError) as raised:
+            vault.undelete("KEY")
+        assert vault.get("KEY") == "value"
+    assert str(raised.value) == "version 1 of secret KEY is not deleted; nothing was restored"
+    assert table_rows(files.db, "audit")[-2][6] == "not_deleted"
+
+
+def test_bad_environment_key_message_says_commas(files) -> None:
+    with pytest.raises(InvalidMasterKeyVariableError) as raised:
+        Vault(files.db, environ={"HAUSWACHT_MASTER_KEY": "not-a-key"}).get("KEY")
+    assert isinstance(raised.value, InvalidMasterKeyError)
+    assert str(raised.value) == (
+        "HAUSWACHT_MASTER_KEY does not contain a valid master key: expected Fernet keys "
+        "(44 URL-safe base64 characters each) separated by commas, newest first"
+    )
+    files.key_file.write_text("not-a-key\n")
+    with pytest.raises(InvalidMasterKeyError) as from_file:
+        load_key_ring(files.key_file, {})
+    assert "per line" in str(from_file.value)
+    assert not isinstance(from_file.value, InvalidMasterKeyVariableError)

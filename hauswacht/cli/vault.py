@@ -2,30 +2,42 @@
 
 Each subcommand parses its arguments, calls the vault library and prints the
 result in English or German. Values are printed only by `get`; `set` reads
-them from a hidden prompt or stdin, never from the command line. Exit status:
-0 on success, 1 when the operation failed, 2 on bad usage; `run` passes the
-command's own status through (it replaces this process), or 127/126 when the
-command is not found / not executable, as env(1) does.
+them from a hidden prompt or stdin, never from the command line.
+
+Exit status: 0 on success, 1 when the operation failed, 2 on bad usage. When
+the reader of stdout went away, the status is 141 (128 + SIGPIPE), as for a
+Unix tool killed by SIGPIPE. `run` passes the command's own status through
+(it replaces this process), or 127/126 when the command is not found / not
+executable, as env(1) does.
+
+The vault library's warnings and errors (a blocked checkpoint, an access that
+could not be recorded) appear on stderr as one line each, in English after a
+translated prefix. The library never logs a value.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import logging
 import os
+import signal
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hauswacht.cli.vault_messages import CATALOG, GERMAN_QUOTES
+from hauswacht.cli.vault_messages import CATALOG, GERMAN_QUOTES, GERMAN_REASONS
 from hauswacht.i18n import translate
 from hauswacht.vault import Vault, init_vault
+from hauswacht.vault.audit import AuditProblem, escape_controls
 from hauswacht.vault.envfile import read_env_file, rewrite_without
 from hauswacht.vault.errors import EnvKeyMissingError, VaultError, WrongMasterKeyError
 from hauswacht.vault.keys import (
     ENV_KEY,
+    ENV_KEY_FILE,
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
@@ -33,11 +45,15 @@ from hauswacht.vault.keys import (
     key_id,
     read_key_export,
     resolve_key_file,
+    unignored_in_git,
     write_new_key_file,
 )
-from hauswacht.vault.store import check_name, resolve_vault_path
+from hauswacht.vault.store import MAX_VALUE_BYTES, check_name, resolve_vault_path
 
 Handler = Callable[[argparse.Namespace], int]
+
+# The status a shell reports for a process killed by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -56,23 +72,81 @@ def _error_text(lang: str, exc: VaultError) -> str:
     fields = dict(exc.fields)
     if exc.code == "env_quote" and lang == "de":
         fields["quote"] = GERMAN_QUOTES.get(str(fields["quote"]), fields["quote"])
+    reason = fields.get("reason")
+    if lang == "de" and isinstance(reason, str):
+        # The vault's own reasons are translated; an OS error text stays as it is.
+        fields["reason"] = GERMAN_REASONS.get(reason, reason)
     return _text(lang, f"error_{exc.code}", **fields)
 
 
+def _write_stderr(line: str) -> None:
+    # print(file=None) would fall back to stdout, so a closed stderr means silence.
+    if sys.stderr is not None:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _fail(lang: str, message: str) -> None:
-    print(_text(lang, "error_prefix", message=message), file=sys.stderr)
+    _write_stderr(_text(lang, "error_prefix", message=message))
 
 
 def _warn(lang: str, message: str) -> None:
-    print(_text(lang, "warning_prefix", message=message), file=sys.stderr)
+    _write_stderr(_text(lang, "warning_prefix", message=message))
+
+
+class _StderrLogHandler(logging.Handler):
+    """Prints the vault library's warnings and errors as one line each, without tracebacks."""
+
+    def __init__(self, lang: str) -> None:
+        super().__init__(logging.WARNING)
+        self.lang = lang
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message = f"{message}: {record.exc_info[1]}"
+            prefix = "error_prefix" if record.levelno >= logging.ERROR else "warning_prefix"
+            _write_stderr(_text(self.lang, prefix, message=escape_controls(message)))
+        except Exception:
+            self.handleError(record)
+
+
+def _show_library_logs(lang: str) -> None:
+    logger = logging.getLogger("hauswacht.vault")
+    if not any(isinstance(handler, _StderrLogHandler) for handler in logger.handlers):
+        logger.addHandler(_StderrLogHandler(lang))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not raise
+    BrokenPipeError a second time."""
+    if sys.stdout is None:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _wrap(command: Callable[[argparse.Namespace, str], int], lang: str) -> Handler:
     """Turn library errors into one translated line and exit status 1 or 2."""
 
     def handler(args: argparse.Namespace) -> int:
+        _show_library_logs(lang)
+        # Python sets sys.stdout to None when file descriptor 1 was closed at start.
+        if sys.stdout is None and command is not cmd_run:
+            _fail(lang, _text(lang, "stdout_closed"))
+            return 1
         try:
-            return command(args, lang)
+            status = command(args, lang)
+            if sys.stdout is not None:
+                sys.stdout.flush()  # inside the try, so a write error is reported here
+            return status
+        except BrokenPipeError:
+            # The reader of stdout went away (`list | head -1`): stop quietly.
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
         except VaultError as exc:
             _fail(lang, _error_text(lang, exc))
             return 2 if exc.usage else 1
@@ -90,10 +164,11 @@ def _wrap(command: Callable[[argparse.Namespace, str], int], lang: str) -> Handl
             _fail(lang, _text(lang, "database_failed", path=path, reason=exc))
             return 1
         except OSError as exc:
-            _fail(
-                lang,
-                _text(lang, "file_failed", path=exc.filename or "?", reason=exc.strerror or exc),
-            )
+            reason = exc.strerror or exc
+            if exc.filename is None:
+                _fail(lang, _text(lang, "os_failed", reason=reason))
+            else:
+                _fail(lang, _text(lang, "file_failed", path=exc.filename, reason=reason))
             return 1
 
     return handler
@@ -138,16 +213,47 @@ def _integer(lang: str, minimum: int) -> Callable[[str], int]:
 # Reading values and passphrases
 
 
+def _require_stdin(lang: str) -> None:
+    # Python sets sys.stdin to None when file descriptor 0 was closed at start.
+    if sys.stdin is None:
+        raise OperationError(_text(lang, "stdin_closed"))
+
+
+def _prompt_hidden(prompt: str) -> str:
+    """Read a line without echo; on Ctrl-C end the prompt's line before re-raising."""
+    try:
+        return getpass.getpass(prompt)
+    except KeyboardInterrupt:
+        # getpass writes its prompt to /dev/tty when it can open it, else to stderr.
+        try:
+            tty = os.open("/dev/tty", os.O_WRONLY | os.O_NOCTTY)
+        except OSError:
+            _write_stderr("")
+        else:
+            with contextlib.suppress(OSError):
+                os.write(tty, b"\n")
+            os.close(tty)
+        raise
+
+
 def _read_value(name: str, lang: str) -> str:
-    """Read a secret value: hidden prompt (entered twice) on a terminal, else all of stdin."""
+    """Read a secret value: hidden prompt (entered twice) on a terminal, else stdin.
+
+    From stdin, at most the value limit plus a trailing CRLF is read; longer input
+    is rejected without reading the rest.
+    """
+    _require_stdin(lang)
     if sys.stdin.isatty():
-        first = getpass.getpass(_text(lang, "prompt_value", name=name))
-        second = getpass.getpass(_text(lang, "prompt_value_again"))
+        first = _prompt_hidden(_text(lang, "prompt_value", name=name))
+        second = _prompt_hidden(_text(lang, "prompt_value_again"))
         if first != second:
             raise OperationError(_text(lang, "values_differ"))
         return first
 
-    data = sys.stdin.buffer.read()
+    limit = MAX_VALUE_BYTES + 2
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise OperationError(_text(lang, "stdin_too_large", name=name, limit=MAX_VALUE_BYTES))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -161,12 +267,13 @@ def _read_value(name: str, lang: str) -> str:
 
 
 def _read_passphrase(args: argparse.Namespace, lang: str, *, confirm: bool) -> str:
+    _require_stdin(lang)
     if args.passphrase_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
         raise UsageError(_text(lang, "no_terminal"))
-    first = getpass.getpass(_text(lang, "prompt_passphrase"))
-    if confirm and getpass.getpass(_text(lang, "prompt_passphrase_again")) != first:
+    first = _prompt_hidden(_text(lang, "prompt_passphrase"))
+    if confirm and _prompt_hidden(_text(lang, "prompt_passphrase_again")) != first:
         raise OperationError(_text(lang, "passphrases_differ"))
     return first
 
@@ -190,6 +297,7 @@ def cmd_init(args: argparse.Namespace, lang: str) -> int:
 
 def cmd_set(args: argparse.Namespace, lang: str) -> int:
     check_name(args.name)
+    _require_stdin(lang)
     with _open(args) as vault:
         vault.verify_key()  # fail before the prompt, not after the value was typed
         value = _read_value(args.name, lang)
@@ -308,18 +416,20 @@ def cmd_audit(args: argparse.Namespace, lang: str) -> int:
                 "col_host",
             )
         ]
+        # Rows written by other tools may hold control characters: escape them so one row
+        # is always one line.
         _print_table(
             header,
             [
                 (
                     _utc(row.ts),
-                    row.actor,
-                    row.action,
-                    row.secret,
+                    escape_controls(row.actor),
+                    escape_controls(row.action),
+                    None if row.secret is None else escape_controls(row.secret),
                     row.version,
-                    row.outcome,
+                    escape_controls(row.outcome),
                     row.pid,
-                    row.host,
+                    escape_controls(row.host),
                 )
                 for row in rows
             ],
@@ -330,8 +440,28 @@ def cmd_audit(args: argparse.Namespace, lang: str) -> int:
         print(_text(lang, "audit_intact", rows=report.rows, head=report.head or "-"))
         return 0
     for problem in report.problems:
-        print(_text(lang, f"problem_{problem.kind}", row=problem.row, last_row=problem.last_row))
-    raise OperationError(_text(lang, "audit_broken", count=len(report.problems)))
+        print(_problem_text(lang, problem))
+    count = len(report.problems)
+    raise OperationError(
+        _text(lang, "audit_broken_one" if count == 1 else "audit_broken", count=count)
+    )
+
+
+def _problem_text(lang: str, problem: AuditProblem) -> str:
+    key = f"problem_{problem.kind}"
+    if problem.kind in ("missing", "truncated") and problem.row == problem.last_row:
+        key += "_one"
+    if problem.kind == "rolled_back" and problem.current == 0:
+        key = "problem_removed"
+    return _text(
+        lang,
+        key,
+        row=problem.row,
+        last_row=problem.last_row,
+        secret=problem.secret,
+        recorded=problem.recorded,
+        current=problem.current,
+    )
 
 
 def cmd_import_env(args: argparse.Namespace, lang: str) -> int:
@@ -356,6 +486,13 @@ def cmd_import_env(args: argparse.Namespace, lang: str) -> int:
     if args.rewrite and stored:
         backup = rewrite_without(path, text, entries, set(stored))
         print(_text(lang, "rewrite_done", path=path, count=len(stored), backup=backup))
+        git_root = unignored_in_git(backup)
+        if git_root is not None:
+            pattern = f"{path.name}.*.bak"
+            _warn(
+                lang,
+                _text(lang, "backup_git_warning", backup=backup, root=git_root, pattern=pattern),
+            )
     return 0
 
 
@@ -413,11 +550,22 @@ def cmd_run(args: argparse.Namespace, lang: str) -> int:
 
     with _open(args) as vault:
         values = vault.get_many(args.only)
-    environment = dict(os.environ)
+    for name, value in values.items():
+        if "\x00" in value:  # stored before set rejected NUL bytes
+            raise OperationError(_text(lang, "run_value_nul", name=name))
+
+    # The command gets the secrets it needs, not the key that opens all of them.
+    environment = {
+        key: value for key, value in os.environ.items() if key not in (ENV_KEY, ENV_KEY_FILE)
+    }
     environment.update(values)
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    # Python ignores SIGPIPE, and an ignored signal stays ignored across exec; the
+    # command should see the default, as when a shell starts it.
+    previous_sigpipe = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         os.execvpe(command[0], command, environment)
     except FileNotFoundError:
@@ -428,6 +576,12 @@ def cmd_run(args: argparse.Namespace, lang: str) -> int:
             lang, _text(lang, "run_not_executable", command=command[0], reason=exc.strerror or exc)
         )
         return 126
+    except ValueError as exc:  # an argument or environment entry the OS cannot take
+        _fail(lang, _text(lang, "run_not_executable", command=command[0], reason=exc))
+        return 126
+    finally:
+        # Reached only when execvpe failed, so this process goes on printing.
+        signal.signal(signal.SIGPIPE, previous_sigpipe)
     return 0  # not reached: execvpe replaces this process
 
 

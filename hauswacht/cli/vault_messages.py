@@ -204,6 +204,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "the input ended before a value was entered; nothing was changed",
         "de": "die Eingabe endete, bevor ein Wert eingegeben wurde; nichts wurde geändert",
     },
+    "stdin_closed": {
+        "en": "stdin is closed, so no value or passphrase can be read; nothing was changed",
+        "de": "stdin ist geschlossen, daher lässt sich kein Wert und keine Passphrase lesen; "
+        "nichts wurde geändert",
+    },
+    "stdin_too_large": {
+        "en": "the value for secret {name} on stdin is longer than the limit of {limit} bytes; "
+        "nothing was stored",
+        "de": "der Wert für das Geheimnis {name} auf stdin ist länger als die Grenze von "
+        "{limit} Bytes; nichts wurde gespeichert",
+    },
+    "stdout_closed": {
+        "en": "stdout is closed, so the output would be lost; nothing was done",
+        "de": "stdout ist geschlossen, die Ausgabe ginge verloren; nichts wurde ausgeführt",
+    },
     "stdin_not_utf8": {
         "en": "the value on stdin is not UTF-8 text; nothing was stored",
         "de": "der Wert auf stdin ist kein UTF-8-Text; nichts wurde gespeichert",
@@ -270,9 +285,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "audit log intact: {rows} rows, head hash {head}",
         "de": "Prüfprotokoll unversehrt: {rows} Zeilen, letzter Hash {head}",
     },
+    "audit_broken_one": {
+        "en": "the audit log failed verification at 1 place",
+        "de": "das Prüfprotokoll hat die Prüfung an 1 Stelle nicht bestanden",
+    },
     "audit_broken": {
-        "en": "the audit log hash chain is broken at {count} places",
-        "de": "die Hash-Kette des Prüfprotokolls ist an {count} Stellen gebrochen",
+        "en": "the audit log failed verification at {count} places",
+        "de": "das Prüfprotokoll hat die Prüfung an {count} Stellen nicht bestanden",
     },
     "problem_edited": {
         "en": "row {row} was edited: its hash no longer matches its fields",
@@ -286,9 +305,36 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "rows {row} to {last_row} were deleted",
         "de": "die Zeilen {row} bis {last_row} wurden gelöscht",
     },
+    "problem_missing_one": {
+        "en": "row {row} was deleted",
+        "de": "Zeile {row} wurde gelöscht",
+    },
     "problem_truncated": {
         "en": "rows {row} to {last_row} at the end were deleted",
         "de": "die Zeilen {row} bis {last_row} am Ende wurden gelöscht",
+    },
+    "problem_truncated_one": {
+        "en": "row {row} at the end was deleted",
+        "de": "Zeile {row} am Ende wurde gelöscht",
+    },
+    "problem_init_missing": {
+        "en": "row 1 is not the init row that every vault's audit log starts with: rows "
+        "were deleted or replaced",
+        "de": "Zeile 1 ist nicht die init-Zeile, mit der das Prüfprotokoll jedes Tresors "
+        "beginnt: Zeilen wurden gelöscht oder ersetzt",
+    },
+    "problem_rolled_back": {
+        "en": "secret {secret}: row {row} records writing version {recorded}, but the "
+        "newest stored version is {current}: versions were removed",
+        "de": "Geheimnis {secret}: Zeile {row} verzeichnet das Schreiben von Version "
+        "{recorded}, die neueste gespeicherte Version ist aber {current}: Versionen wurden "
+        "entfernt",
+    },
+    "problem_removed": {
+        "en": "secret {secret}: row {row} records writing version {recorded}, but the secret "
+        "is missing and was never destroyed",
+        "de": "Geheimnis {secret}: Zeile {row} verzeichnet das Schreiben von Version "
+        "{recorded}, das Geheimnis fehlt aber und wurde nie vernichtet",
     },
     "import_created": {
         "en": "created {key} (version {version})",
@@ -320,6 +366,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "{path} ohne {count} Werte neu geschrieben; das Original liegt in {backup} "
         "(Modus 0600): löschen Sie es, sobald der Tresor für Sie funktioniert",
     },
+    "backup_git_warning": {
+        "en": "the backup {backup} contains the imported values in plain text and is inside "
+        "the git work tree {root} without being ignored: add the line `{pattern}` to "
+        ".gitignore, or delete the backup once you have checked the vault",
+        "de": "die Sicherung {backup} enthält die übernommenen Werte im Klartext und liegt "
+        "im Git-Arbeitsverzeichnis {root}, ohne ignoriert zu werden: tragen Sie die Zeile "
+        "`{pattern}` in .gitignore ein oder löschen Sie die Sicherung, sobald Sie den "
+        "Tresor geprüft haben",
+    },
     "export_done": {
         "en": "wrote master key ids {key_ids} to {path}, encrypted with the passphrase "
         "(scrypt N={n}, r={r}, p={p})",
@@ -348,6 +403,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "command not found: {command}",
         "de": "Befehl nicht gefunden: {command}",
     },
+    "run_value_nul": {
+        "en": "secret {name} cannot be passed as an environment variable because its value "
+        "contains a NUL byte; store it again without it",
+        "de": "das Geheimnis {name} lässt sich nicht als Umgebungsvariable übergeben, weil "
+        "sein Wert ein NUL-Byte enthält; speichern Sie ihn ohne dieses neu",
+    },
     "run_not_executable": {
         "en": "cannot run {command}: {reason}",
         "de": "{command} kann nicht gestartet werden: {reason}",
@@ -364,6 +425,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "file operation failed on {path}: {reason}",
         "de": "Dateizugriff auf {path} fehlgeschlagen: {reason}",
     },
+    "os_failed": {
+        "en": "a system call failed: {reason}",
+        "de": "ein Systemaufruf ist fehlgeschlagen: {reason}",
+    },
 }
 
 GERMAN_ERRORS: dict[str, str] = {
@@ -372,6 +437,20 @@ GERMAN_ERRORS: dict[str, str] = {
         "Sie HAUSWACHT_VAULT auf die Tresordatei"
     ),
     "not_a_vault": "{path} ist keine Hauswacht-Tresordatei ({reason})",
+    "foreign_database": (
+        "{path} ist eine SQLite-Datenbank einer anderen Anwendung (application_id "
+        "{application_id}, user_version {user_version}), kein Hauswacht-Tresor; setzen Sie "
+        "HAUSWACHT_VAULT oder --vault auf die Tresordatei"
+    ),
+    "no_schema": (
+        "{path} ist eine SQLite-Datei ohne Tresorschema; setzen Sie HAUSWACHT_VAULT oder "
+        "--vault auf die Tresordatei, oder verschieben Sie diese Datei und führen Sie "
+        "`hauswacht vault init` aus"
+    ),
+    "vault_locked": (
+        "der Tresor {path} blieb {seconds} s lang von einem anderen Prozess gesperrt; nichts "
+        "wurde geändert, versuchen Sie es erneut, wenn dieser Prozess fertig ist"
+    ),
     "schema_too_new": (
         "{path} hat die Schemaversion {version}, diese Hauswacht-Version kennt nur bis "
         "{supported}: aktualisieren Sie Hauswacht"
@@ -385,6 +464,11 @@ GERMAN_ERRORS: dict[str, str] = {
     "invalid_master_key": (
         "{source} enthält keinen gültigen Hauptschlüssel: erwartet wird ein Fernet-Schlüssel "
         "(44 URL-sichere Base64-Zeichen) pro Zeile, der neueste zuerst"
+    ),
+    "invalid_master_key_variable": (
+        "HAUSWACHT_MASTER_KEY enthält keinen gültigen Hauptschlüssel: erwartet werden "
+        "Fernet-Schlüssel (je 44 URL-sichere Base64-Zeichen), durch Kommas getrennt, der "
+        "neueste zuerst"
     ),
     "key_file_mode": (
         "die Schlüsseldatei {path} hat den Modus {mode}, andere Benutzer können sie lesen; "
@@ -400,6 +484,11 @@ GERMAN_ERRORS: dict[str, str] = {
     "wrong_master_key": (
         "falscher Hauptschlüssel: der Tresor braucht die Schlüssel-ID {expected}, aber "
         "{source} enthält die Schlüssel-ID {given}; nichts wurde geändert"
+    ),
+    "unknown_first_key": (
+        "der erste Schlüssel in {source} hat die Schlüssel-ID {given}, die dieser Tresor "
+        "nicht verwendet; neue Werte werden mit dem Hauptschlüssel {expected} des Tresors "
+        "verschlüsselt, stellen Sie diesen Schlüssel an den Anfang; nichts wurde geändert"
     ),
     "rotation_needs_key_file": (
         "rotate-key schreibt den neuen Hauptschlüssel in die Schlüsseldatei, aber der Schlüssel "
@@ -425,6 +514,20 @@ GERMAN_ERRORS: dict[str, str] = {
         "Version {version} des Geheimnisses {name} wurde vernichtet und lässt sich nicht "
         "wiederherstellen"
     ),
+    "not_deleted": (
+        "Version {version} des Geheimnisses {name} ist nicht gelöscht; nichts wurde "
+        "wiederhergestellt"
+    ),
+    "rolled_back": (
+        "die neueste gespeicherte Version des Geheimnisses {name} ist {current}, das "
+        "Prüfprotokoll verzeichnet aber das Schreiben von Version {recorded}: Versionen "
+        "wurden aus der Tresordatei entfernt; stellen Sie sie aus einer Sicherung wieder her"
+    ),
+    "removed": (
+        "das Geheimnis {name} fehlt in der Tresordatei, das Prüfprotokoll verzeichnet aber "
+        "das Schreiben von Version {recorded} und keine Vernichtung: stellen Sie die "
+        "Tresordatei aus einer Sicherung wieder her"
+    ),
     "cas_conflict": (
         "Check-and-set für das Geheimnis {name} fehlgeschlagen: erwartet war Version "
         "{expected}, aktuell ist Version {current}; nichts wurde gespeichert"
@@ -434,9 +537,17 @@ GERMAN_ERRORS: dict[str, str] = {
         "Anfang ein Buchstabe oder Unterstrich, höchstens 128 Zeichen"
     ),
     "empty_value": "der Wert für das Geheimnis {name} ist leer; nichts wurde gespeichert",
+    "value_nul": (
+        "der Wert für das Geheimnis {name} enthält ein NUL-Byte, das eine Umgebungsvariable "
+        "nicht aufnehmen kann; nichts wurde gespeichert"
+    ),
     "value_too_large": (
         "der Wert für das Geheimnis {name} hat {size} Bytes, mehr als die Grenze von {limit} "
         "Bytes; nichts wurde gespeichert"
+    ),
+    "invalid_actor": (
+        "ungültiger Akteur {actor!r}: er enthält Steuerzeichen, die die Anzeige des "
+        "Prüfprotokolls verfälschen würden; verwenden Sie einen Namen ohne sie"
     ),
     "invalid_cas": "die Check-and-set-Version muss 0 oder größer sein, nicht {value}",
     "invalid_max_versions": (
@@ -451,6 +562,16 @@ GERMAN_ERRORS: dict[str, str] = {
     "read_failed": "{path} kann nicht gelesen werden: {reason}",
     "env_key_missing": "{path} enthält keinen Schlüssel {key}; nichts wurde gespeichert",
     "export_format": "{path} ist kein Hauswacht-Schlüsselexport ({reason})",
+    "scrypt_memory": (
+        "{path} verlangt scrypt N={n} und r={r}, was {memory_mib} MiB Speicher braucht "
+        "(128·N·r), mehr als die Grenze von {limit_mib} MiB; exportieren Sie den Schlüssel "
+        "erneut mit den Standardparametern"
+    ),
+    "scrypt_cost": (
+        "{path} verlangt scrypt N={n}, r={r} und p={p}, einen Aufwand N·r·p von {cost}, "
+        "mehr als die Grenze von {limit}; exportieren Sie den Schlüssel erneut mit den "
+        "Standardparametern"
+    ),
     "wrong_passphrase": (
         "falsche Passphrase für {path} oder die Datei wurde verändert; nichts wurde geschrieben"
     ),
@@ -466,6 +587,20 @@ GERMAN_ERRORS: dict[str, str] = {
 
 # The quote kinds named in env_quote, as German adjectives.
 GERMAN_QUOTES = {"single": "einfache", "double": "doppelte"}
+
+# The vault's own `reason` texts (errors.REASONS); OS error texts are not translated.
+GERMAN_REASONS = {
+    errors.REASON_FILE_NOT_FOUND: "Datei nicht gefunden",
+    errors.REASON_IS_DIRECTORY: "ist ein Verzeichnis",
+    errors.REASON_NOT_REGULAR_FILE: "keine reguläre Datei",
+    errors.REASON_NOT_UTF8: "kein UTF-8-Text",
+    errors.REASON_NOT_JSON: "kein JSON",
+    errors.REASON_UNKNOWN_FORMAT: "unbekanntes Format oder unbekannte Version",
+    errors.REASON_INVALID_FIELDS: "fehlende oder ungültige Felder",
+    errors.REASON_UNSUPPORTED_SCRYPT: "nicht unterstützte scrypt-Parameter",
+    errors.REASON_NO_VAULT_INFO: "die Tabelle vault_info ist leer",
+    errors.REASON_NOT_A_DATABASE: "die Datei ist keine Datenbank",
+}
 
 
 def _error_classes() -> list[type[errors.VaultError]]:

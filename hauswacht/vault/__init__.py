@@ -26,6 +26,7 @@ from hauswacht.vault.errors import (
     SecretDestroyedError,
     SecretNotFoundError,
     VaultError,
+    VaultLockedError,
 )
 from hauswacht.vault.store import Vault, init_vault, resolve_vault_path
 
@@ -33,6 +34,7 @@ __all__ = [
     "MissingSecretError",
     "Vault",
     "VaultError",
+    "VaultLockedError",
     "get_secret",
     "init_vault",
     "require_secret",
@@ -55,7 +57,9 @@ def get_secret(
     """Return the current value of secret `name`, or `default` if it is unset or deleted.
 
     Raises VaultError subclasses for a missing vault, a missing or wrong master
-    key and a damaged value: those are configuration faults, not unset secrets.
+    key, a damaged value and versions removed from the vault file: those are
+    configuration faults, not unset secrets. VaultLockedError means another
+    process held the write lock for longer than the busy timeout (10 s).
     """
     with Vault(vault, key_file=key_file) as opened:
         try:

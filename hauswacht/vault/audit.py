@@ -15,7 +15,19 @@ reports:
 - 'relinked': a row replaced together with a recomputed hash, found because
   the next row links to the old hash;
 - 'missing': a gap in the ids (deleted rows);
-- 'truncated': rows deleted at the end (sqlite_sequence is ahead of the last id).
+- 'truncated': rows deleted at the end (sqlite_sequence is ahead of the last id);
+- 'init_missing': row 1 is not the `init` row that every vault's log starts
+  with, and no 'missing' or 'truncated' break covers it (for example when every
+  row and the sqlite_sequence entry were deleted).
+
+The log also records the version of every successful write. `latest_write`
+returns the newest one per secret, so the store can notice a versions table
+that was rolled back behind the log's back.
+
+Actors are checked by `check_actor`: control and format characters (newlines,
+escape sequences, bidirectional overrides) are rejected, because they could
+make one row look like several in a terminal. `escape_controls` escapes them
+for display, for rows written before that check or by other tools.
 
 Limit: the chain is not keyed. Someone who can write the file can rebuild the
 whole chain after editing it; comparing the head hash with one noted earlier
@@ -31,7 +43,10 @@ import os
 import socket
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass, field
+
+from hauswacht.vault.errors import InvalidActorError
 
 AUDIT_SCHEMA = """
 CREATE TABLE audit (
@@ -49,6 +64,9 @@ CREATE TABLE audit (
 ) STRICT;
 CREATE INDEX audit_secret ON audit (secret, id);
 """
+
+# Added by schema version 2: finds a secret's newest write without scanning its reads.
+AUDIT_ACTION_INDEX = "CREATE INDEX audit_secret_action ON audit (secret, action, id)"
 
 SELECT_HEAD = "SELECT hash FROM audit ORDER BY id DESC LIMIT 1"
 INSERT_ROW = """
@@ -73,6 +91,20 @@ SELECT id, ts, actor, action, secret, version, outcome, pid, host, prev_hash, ha
 FROM audit ORDER BY id
 """
 SELECT_SEQUENCE = "SELECT seq FROM sqlite_sequence WHERE name = 'audit'"
+SELECT_LATEST_WRITE = """
+SELECT id, version FROM audit
+WHERE secret = ? AND action = 'write' AND outcome = 'ok'
+ORDER BY id DESC LIMIT 1
+"""
+SELECT_LATEST_DESTROY_ALL = """
+SELECT id FROM audit
+WHERE secret = ? AND action = 'destroy' AND version IS NULL AND outcome = 'ok'
+ORDER BY id DESC LIMIT 1
+"""
+
+# Unicode categories that may not appear in an actor: control, format, line and
+# paragraph separators.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 # Every action that appears in the log; 'verify-key' is recorded only when it fails.
 ACTIONS = (
@@ -107,11 +139,19 @@ class AuditRow:
 
 @dataclass(frozen=True)
 class AuditProblem:
-    """One break in the chain: `kind` is 'edited', 'relinked', 'missing' or 'truncated'."""
+    """One problem found by `audit --verify`.
+
+    `kind` is 'edited', 'relinked', 'missing', 'truncated' or 'init_missing' (see the
+    module docstring), or 'rolled_back' from the store: the secret's newest stored
+    version is below the one written in audit row `row`.
+    """
 
     row: int
     kind: str
     last_row: int | None = None  # for 'missing' and 'truncated': the last id of the gap
+    secret: str | None = None  # for 'rolled_back'
+    recorded: int | None = None  # for 'rolled_back': the version the audit row wrote
+    current: int | None = None  # for 'rolled_back': the newest version stored (0: none)
 
 
 @dataclass
@@ -125,10 +165,31 @@ class ChainReport:
         return not self.problems
 
 
+def escape_controls(text: str) -> str:
+    """Return `text` with control and format characters written as \\xNN or \\uNNNN."""
+    escaped = []
+    for char in text:
+        if unicodedata.category(char) not in _CONTROL_CATEGORIES:
+            escaped.append(char)
+        elif ord(char) < 0x100:
+            escaped.append(f"\\x{ord(char):02x}")
+        else:
+            escaped.append(f"\\u{ord(char):04x}")
+    return "".join(escaped)
+
+
+def check_actor(actor: str) -> str:
+    """Return `actor` if it has no control or format characters, else raise InvalidActorError."""
+    if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in actor):
+        raise InvalidActorError(actor=actor)
+    return actor
+
+
 def default_actor() -> str:
-    """Return the OS user name, or uid:N when it has no name."""
+    """Return the OS user name (control characters escaped), or uid:N when it has no name."""
     try:
-        return getpass.getuser()
+        # getpass reads LOGNAME and USER first, so the name may contain anything.
+        return escape_controls(getpass.getuser())
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
 
@@ -198,6 +259,21 @@ def read_rows(
     return [AuditRow(*row) for row in reversed(rows)]
 
 
+def latest_write(conn: sqlite3.Connection, secret: str) -> tuple[int, int] | None:
+    """Return (audit row id, version) of the newest successful write of `secret`.
+
+    Returns None when the secret was never written, or was destroyed as a whole
+    (which frees its name) after its newest write.
+    """
+    write = conn.execute(SELECT_LATEST_WRITE, (secret,)).fetchone()
+    if write is None:
+        return None
+    destroyed = conn.execute(SELECT_LATEST_DESTROY_ALL, (secret,)).fetchone()
+    if destroyed is not None and destroyed[0] > write[0]:
+        return None
+    return write[0], write[1]
+
+
 def verify_chain(conn: sqlite3.Connection, vault_id: str) -> ChainReport:
     """Recompute the chain over all rows and list every break."""
     problems: list[AuditProblem] = []
@@ -205,10 +281,12 @@ def verify_chain(conn: sqlite3.Connection, vault_id: str) -> ChainReport:
     expected_id = 1
     count = 0
     head = None
+    first: AuditRow | None = None
 
     for values in conn.execute(SELECT_ALL_ROWS):
         row = AuditRow(*values)
         count += 1
+        first = first or row
         if row.id != expected_id:
             problems.append(AuditProblem(expected_id, "missing", row.id - 1))
         elif row.prev_hash != expected_prev:
@@ -238,4 +316,12 @@ def verify_chain(conn: sqlite3.Connection, vault_id: str) -> ChainReport:
     sequence = conn.execute(SELECT_SEQUENCE).fetchone()
     if sequence and sequence[0] >= expected_id:
         problems.append(AuditProblem(expected_id, "truncated", sequence[0]))
+
+    # Row 1 is always the init row; a 'missing' or 'truncated' break from row 1 already
+    # reports its loss.
+    row_one_reported = any(
+        problem.row == 1 and problem.kind in ("missing", "truncated") for problem in problems
+    )
+    if not row_one_reported and (first is None or first.id != 1 or first.action != "init"):
+        problems.insert(0, AuditProblem(1, "init_missing"))
     return ChainReport(rows=count, head=head, problems=problems)

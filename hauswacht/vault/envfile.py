@@ -12,6 +12,11 @@ Accepted lines, as shells and python-dotenv read them:
 `${VAR}` references are not expanded: the value is stored as written. Any
 other line is a syntax error naming the file and line, and nothing is stored.
 A key that appears twice keeps its last value, as in a shell.
+
+Lines end at \\n or \\r\\n only, so line numbers match what editors show (a
+form feed or U+2028 inside a line does not start a new one). A leading UTF-8
+byte order mark is ignored. `rewrite_without` keeps the byte order mark and
+each line's own line ending.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hauswacht.vault.errors import (
+    REASON_FILE_NOT_FOUND,
+    REASON_IS_DIRECTORY,
+    REASON_NOT_UTF8,
     EnvFileQuoteError,
     EnvFileSyntaxError,
     FileReadError,
@@ -34,6 +42,7 @@ from hauswacht.vault.keys import create_private_file
 
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", re.DOTALL)
 _DOUBLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$", "`": "`"}
+_BOM = "\ufeff"
 
 
 @dataclass(frozen=True)
@@ -44,9 +53,27 @@ class EnvEntry:
     last_line: int  # the same as first_line unless a quoted value spans lines
 
 
+def split_lines(text: str) -> list[tuple[str, str]]:
+    """Split `text` at \\n and \\r\\n only; return (line, line ending) pairs.
+
+    The last line has the ending "" when the text does not end with a newline.
+    """
+    pieces = text.split("\n")
+    lines = []
+    for piece in pieces[:-1]:
+        if piece.endswith("\r"):
+            lines.append((piece[:-1], "\r\n"))
+        else:
+            lines.append((piece, "\n"))
+    if pieces[-1]:
+        lines.append((pieces[-1], ""))
+    return lines
+
+
 def parse_env_text(text: str, path: str) -> list[EnvEntry]:
     """Parse the file contents into entries in file order; raise on any invalid line."""
-    lines = text.splitlines()
+    text = text.removeprefix(_BOM)
+    lines = [line for line, _ in split_lines(text)]
     entries: list[EnvEntry] = []
     index = 0
 
@@ -110,12 +137,15 @@ def _parse_quoted(lines: list[str], start: int, rest: str, path: str) -> tuple[s
 
 def read_env_file(path: Path) -> tuple[str, list[EnvEntry]]:
     """Return the text of an env file and its entries."""
+    # Bytes, not read_text(): text mode would turn \r\n into \n before a rewrite.
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise FileReadError(path=str(path), reason="file not found") from None
+        raise FileReadError(path=str(path), reason=REASON_FILE_NOT_FOUND) from None
+    except IsADirectoryError:
+        raise FileReadError(path=str(path), reason=REASON_IS_DIRECTORY) from None
     except UnicodeDecodeError:
-        raise FileReadError(path=str(path), reason="not UTF-8 text") from None
+        raise FileReadError(path=str(path), reason=REASON_NOT_UTF8) from None
     except OSError as exc:
         raise FileReadError(path=str(path), reason=exc.strerror or str(exc)) from None
     return text, parse_env_text(text, str(path))
@@ -126,6 +156,7 @@ def rewrite_without(path: Path, text: str, entries: list[EnvEntry], keys: Collec
 
     The original text is first saved as a new mode 0600 file next to it
     (`NAME.TIMESTAMP.bak`), then the file is replaced atomically and keeps its mode.
+    The backup contains the values in plain text: the caller tells the user where it is.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     backup = path.with_name(f"{path.name}.{stamp}.bak")
@@ -135,28 +166,35 @@ def rewrite_without(path: Path, text: str, entries: list[EnvEntry], keys: Collec
         counter += 1
     create_private_file(backup, text.encode("utf-8"))
 
-    removed: dict[int, str] = {}
+    bom = _BOM if text.startswith(_BOM) else ""
+    lines = split_lines(text.removeprefix(bom))
+    removed: dict[int, EnvEntry] = {}
     skipped: set[int] = set()
     for entry in entries:
         if entry.key in keys:
-            removed[entry.first_line] = entry.key
+            removed[entry.first_line] = entry
             skipped.update(range(entry.first_line + 1, entry.last_line + 1))
 
-    output = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    output = [bom]
+    for number, (line, ending) in enumerate(lines, start=1):
         if number in removed:
-            key = removed[number]
-            output.append(f"# {key} is stored in the Hauswacht vault: hauswacht vault get {key}")
+            entry = removed[number]
+            # The comment replaces every line of the entry, so it takes the last line's ending.
+            last_ending = lines[entry.last_line - 1][1]
+            output.append(
+                f"# {entry.key} is stored in the Hauswacht vault: "
+                f"hauswacht vault get {entry.key}{last_ending}"
+            )
         elif number not in skipped:
-            output.append(line)
-    new_text = "\n".join(output) + ("\n" if text.endswith("\n") or not output else "")
+            output.append(line + ending)
+    new_text = "".join(output)
 
     mode = stat.S_IMODE(path.stat().st_mode)
     temporary = path.with_name(f".{path.name}.rewrite.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(new_text)
+        with os.fdopen(fd, "wb") as file:
+            file.write(new_text.encode("utf-8"))
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, mode)

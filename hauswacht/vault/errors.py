@@ -6,9 +6,37 @@ language. Fields hold names, versions, paths and key ids, never a secret value
 or key material. `code` is also what a failed access records as its outcome in
 the audit log. `usage` marks errors caused by a bad argument (exit status 2 in
 the CLI); all others are failed operations (exit status 1).
+
+The `reason` field of FileReadError, FileWriteError, NotAVaultError and
+KeyExportFormatError is either one of the REASONS below, which the CLI
+translates, or an operating system's error text (strerror), passed as it is.
 """
 
 from __future__ import annotations
+
+REASON_FILE_NOT_FOUND = "file not found"
+REASON_IS_DIRECTORY = "is a directory"
+REASON_NOT_REGULAR_FILE = "not a regular file"
+REASON_NOT_UTF8 = "not UTF-8 text"
+REASON_NOT_JSON = "not JSON"
+REASON_UNKNOWN_FORMAT = "unknown format or version"
+REASON_INVALID_FIELDS = "missing or invalid fields"
+REASON_UNSUPPORTED_SCRYPT = "unsupported scrypt parameters"
+REASON_NO_VAULT_INFO = "vault_info is empty"
+REASON_NOT_A_DATABASE = "file is not a database"  # SQLite's own text for SQLITE_NOTADB
+
+REASONS = (
+    REASON_FILE_NOT_FOUND,
+    REASON_IS_DIRECTORY,
+    REASON_NOT_REGULAR_FILE,
+    REASON_NOT_UTF8,
+    REASON_NOT_JSON,
+    REASON_UNKNOWN_FORMAT,
+    REASON_INVALID_FIELDS,
+    REASON_UNSUPPORTED_SCRYPT,
+    REASON_NO_VAULT_INFO,
+    REASON_NOT_A_DATABASE,
+)
 
 
 class VaultError(Exception):
@@ -34,6 +62,31 @@ class VaultNotFoundError(VaultError):
 class NotAVaultError(VaultError):
     code = "not_a_vault"
     template = "{path} is not a Hauswacht vault file ({reason})"
+
+
+class ForeignDatabaseError(NotAVaultError):
+    code = "foreign_database"
+    template = (
+        "{path} is an SQLite database of another application (application_id "
+        "{application_id}, user_version {user_version}), not a Hauswacht vault; point "
+        "HAUSWACHT_VAULT or --vault at the vault file"
+    )
+
+
+class NoVaultSchemaError(NotAVaultError):
+    code = "no_schema"
+    template = (
+        "{path} is an SQLite file without a vault schema; point HAUSWACHT_VAULT or --vault "
+        "at the vault file, or move this file away and run `hauswacht vault init`"
+    )
+
+
+class VaultLockedError(VaultError):
+    code = "vault_locked"
+    template = (
+        "the vault {path} stayed locked by another process for {seconds} s; nothing was "
+        "changed, try again when that process is done"
+    )
 
 
 class VaultSchemaError(VaultError):
@@ -65,6 +118,14 @@ class InvalidMasterKeyError(VaultError):
     )
 
 
+class InvalidMasterKeyVariableError(InvalidMasterKeyError):
+    code = "invalid_master_key_variable"
+    template = (
+        "HAUSWACHT_MASTER_KEY does not contain a valid master key: expected Fernet keys "
+        "(44 URL-safe base64 characters each) separated by commas, newest first"
+    )
+
+
 class KeyFileModeError(VaultError):
     code = "key_file_mode"
     template = (
@@ -91,6 +152,15 @@ class WrongMasterKeyError(VaultError):
     template = (
         "wrong master key: the vault needs key id {expected}, but {source} contains "
         "key id {given}; nothing was changed"
+    )
+
+
+class UnknownFirstKeyError(VaultError):
+    code = "unknown_first_key"
+    template = (
+        "the first key in {source} has key id {given}, which this vault does not use; new "
+        "values are wrapped with the vault's master key id {expected}, so put that key "
+        "first; nothing was changed"
     )
 
 
@@ -137,6 +207,29 @@ class SecretDestroyedError(VaultError):
     template = "version {version} of secret {name} was destroyed and cannot be restored"
 
 
+class VersionNotDeletedError(VaultError):
+    code = "not_deleted"
+    template = "version {version} of secret {name} is not deleted; nothing was restored"
+
+
+class SecretRolledBackError(VaultError):
+    code = "rolled_back"
+    template = (
+        "the newest stored version of secret {name} is {current}, but the audit log "
+        "records that version {recorded} was written: versions were removed from the vault "
+        "file; restore it from a backup"
+    )
+
+
+class SecretRemovedError(VaultError):
+    code = "removed"
+    template = (
+        "secret {name} is missing from the vault file, but the audit log records that "
+        "version {recorded} was written and never destroyed: restore the vault file from "
+        "a backup"
+    )
+
+
 class CasConflictError(VaultError):
     code = "cas_conflict"
     template = (
@@ -159,11 +252,28 @@ class EmptyValueError(VaultError):
     template = "the value for secret {name} is empty; nothing was stored"
 
 
+class ValueContainsNulError(VaultError):
+    code = "value_nul"
+    template = (
+        "the value for secret {name} contains a NUL byte, which an environment variable "
+        "cannot hold; nothing was stored"
+    )
+
+
 class ValueTooLargeError(VaultError):
     code = "value_too_large"
     template = (
         "the value for secret {name} has {size} bytes, more than the limit of "
         "{limit} bytes; nothing was stored"
+    )
+
+
+class InvalidActorError(VaultError):
+    code = "invalid_actor"
+    usage = True
+    template = (
+        "invalid actor {actor!r}: it contains control characters, which would break the "
+        "audit log display; use a name without them"
     )
 
 
@@ -204,6 +314,23 @@ class EnvKeyMissingError(VaultError):
 class KeyExportFormatError(VaultError):
     code = "export_format"
     template = "{path} is not a Hauswacht master key export ({reason})"
+
+
+class ScryptMemoryError(VaultError):
+    code = "scrypt_memory"
+    template = (
+        "{path} asks for scrypt N={n} and r={r}, which need {memory_mib} MiB of memory "
+        "(128·N·r), more than the limit of {limit_mib} MiB; export the key again with the "
+        "default parameters"
+    )
+
+
+class ScryptCostError(VaultError):
+    code = "scrypt_cost"
+    template = (
+        "{path} asks for scrypt N={n}, r={r} and p={p}, a cost N·r·p of {cost}, more than "
+        "the limit of {limit}; export the key again with the default parameters"
+    )
 
 
 class WrongPassphraseError(VaultError):

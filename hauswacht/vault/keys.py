@@ -20,8 +20,10 @@ key. It names a key in messages and in the database without revealing it.
 Export format (JSON): the key ring encrypted with Fernet under a key derived
 from a passphrase with scrypt (N=2**15, r=8, p=1, 16-byte random salt, by
 default). The parameters and salt are stored in the file, so a file written
-with other parameters still imports; `import_key_export` caps them so a
-crafted file cannot demand unbounded memory.
+with other parameters still imports. `read_key_export` checks them before it
+derives anything. It accepts at most 64 MiB of memory (128·N·r, twice the
+default) and a cost N·r·p of at most 2**20 (four times the default), so a
+crafted file cannot make an import take gigabytes or minutes.
 """
 
 from __future__ import annotations
@@ -45,15 +47,26 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from hauswacht.vault.errors import (
+    REASON_FILE_NOT_FOUND,
+    REASON_INVALID_FIELDS,
+    REASON_IS_DIRECTORY,
+    REASON_NOT_JSON,
+    REASON_NOT_REGULAR_FILE,
+    REASON_NOT_UTF8,
+    REASON_UNKNOWN_FORMAT,
+    REASON_UNSUPPORTED_SCRYPT,
     FileReadError,
     FileWriteError,
     InvalidMasterKeyError,
+    InvalidMasterKeyVariableError,
     KeyExportFormatError,
     KeyFileExistsError,
     KeyFileModeError,
     KeyFileOwnerError,
     MasterKeyMissingError,
     PassphraseTooShortError,
+    ScryptCostError,
+    ScryptMemoryError,
     WrongPassphraseError,
 )
 
@@ -73,10 +86,10 @@ SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_SALT_BYTES = 16
-# Upper bounds accepted from an export file: N=2**20 with r=8 needs 1 GiB.
-SCRYPT_MAX_N = 2**20
-SCRYPT_MAX_R = 16
-SCRYPT_MAX_P = 16
+# Upper bounds accepted from an export file. scrypt needs 128·N·r bytes of memory
+# (32 MiB at the defaults) and time in proportion to N·r·p (2**18 at the defaults).
+SCRYPT_MAX_MEMORY_BYTES = 64 * 2**20
+SCRYPT_MAX_COST = 2**20
 MIN_PASSPHRASE_LENGTH = 12
 EXPORT_FORMAT = "hauswacht-master-key"
 EXPORT_VERSION = 1
@@ -114,13 +127,21 @@ class KeyRing:
     def fernet(self) -> MultiFernet:
         return MultiFernet([Fernet(key) for key in self.keys])
 
+    def fernet_for(self, wanted_id: str) -> Fernet:
+        """Return a Fernet for the key with id `wanted_id`; KeyError if the ring lacks it."""
+        for key in self.keys:
+            if key_id(key) == wanted_id:
+                return Fernet(key)
+        raise KeyError(wanted_id)
+
 
 def parse_keys(text: str, source: str) -> tuple[bytes, ...]:
     """Parse key ring text (keys separated by newlines, commas or spaces; `#` comments)."""
+    error = InvalidMasterKeyVariableError if source == ENV_KEY else InvalidMasterKeyError
     lines = [line.split("#", 1)[0] for line in text.splitlines()]
     words = [word for word in _KEY_SPLIT.split(" ".join(lines)) if word]
     if not words:
-        raise InvalidMasterKeyError(source=source)
+        raise error(source=source)
 
     keys = []
     for word in words:
@@ -128,7 +149,7 @@ def parse_keys(text: str, source: str) -> tuple[bytes, ...]:
         try:
             Fernet(key)
         except (ValueError, binascii.Error):
-            raise InvalidMasterKeyError(source=source) from None
+            raise error(source=source) from None
         keys.append(key)
     return tuple(keys)
 
@@ -164,20 +185,33 @@ def load_key_ring(
 def read_key_file(path: Path) -> str:
     """Read a key file after checking that only its owner, the current user, can read it."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the type check follows.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise MasterKeyMissingError(path=str(path)) from None
     except OSError as exc:
         raise FileReadError(path=str(path), reason=exc.strerror or str(exc)) from None
 
     # Check the opened file itself (fstat), so a swap after the check cannot matter.
-    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as file:
-        info = os.fstat(file.fileno())
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise FileReadError(path=str(path), reason=REASON_IS_DIRECTORY)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileReadError(path=str(path), reason=REASON_NOT_REGULAR_FILE)
         if info.st_uid != os.geteuid():
             raise KeyFileOwnerError(path=str(path), owner=info.st_uid, uid=os.geteuid())
         if info.st_mode & 0o077:
             raise KeyFileModeError(path=str(path), mode=f"{stat.S_IMODE(info.st_mode):04o}")
-        return file.read()
+    except BaseException:
+        os.close(fd)
+        raise
+
+    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as file:
+        try:
+            return file.read()
+        except OSError as exc:
+            raise FileReadError(path=str(path), reason=exc.strerror or str(exc)) from None
 
 
 def format_key_file(keys: Sequence[bytes]) -> str:
@@ -293,6 +327,7 @@ def export_key_ring(
     """
     if len(passphrase) < MIN_PASSPHRASE_LENGTH:
         raise PassphraseTooShortError(length=len(passphrase), minimum=MIN_PASSPHRASE_LENGTH)
+    check_scrypt_limits(path, n, r, p)  # never write a file that import-key rejects
 
     salt = os.urandom(SCRYPT_SALT_BYTES)
     token = _derive_fernet(passphrase, salt, n, r, p).encrypt(
@@ -316,31 +351,50 @@ def export_key_ring(
     logger.info("exported master key ids %s to %s", list(ring.ids), path)
 
 
+def check_scrypt_limits(path: Path, n: int, r: int, p: int) -> None:
+    """Raise ScryptMemoryError or ScryptCostError if deriving with N, r, p would cost too much."""
+    memory = 128 * n * r
+    if memory > SCRYPT_MAX_MEMORY_BYTES:
+        raise ScryptMemoryError(
+            path=str(path),
+            n=n,
+            r=r,
+            memory_mib=memory // 2**20,
+            limit_mib=SCRYPT_MAX_MEMORY_BYTES // 2**20,
+        )
+    if n * r * p > SCRYPT_MAX_COST:
+        raise ScryptCostError(path=str(path), n=n, r=r, p=p, cost=n * r * p, limit=SCRYPT_MAX_COST)
+
+
 def read_key_export(path: Path, passphrase: str) -> tuple[bytes, ...]:
     """Decrypt a key export file and return its keys, newest first."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise KeyExportFormatError(path=str(path), reason="file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KeyExportFormatError(path=str(path), reason=type(exc).__name__) from None
+        raise KeyExportFormatError(path=str(path), reason=REASON_FILE_NOT_FOUND) from None
+    except IsADirectoryError:
+        raise KeyExportFormatError(path=str(path), reason=REASON_IS_DIRECTORY) from None
+    except UnicodeDecodeError:
+        raise KeyExportFormatError(path=str(path), reason=REASON_NOT_UTF8) from None
+    except OSError as exc:
+        raise FileReadError(path=str(path), reason=exc.strerror or str(exc)) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        raise KeyExportFormatError(path=str(path), reason=REASON_NOT_JSON) from None
 
     try:
         if document["format"] != EXPORT_FORMAT or document["version"] != EXPORT_VERSION:
-            raise KeyExportFormatError(path=str(path), reason="unknown format or version")
+            raise KeyExportFormatError(path=str(path), reason=REASON_UNKNOWN_FORMAT)
         kdf = document["kdf"]
         n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
         salt = base64.b64decode(kdf["salt"], validate=True)
         token = document["token"].encode("ascii")
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error):
-        raise KeyExportFormatError(path=str(path), reason="missing or invalid fields") from None
-    if kdf.get("name") != "scrypt" or not (
-        2 <= n <= SCRYPT_MAX_N
-        and n & (n - 1) == 0
-        and 1 <= r <= SCRYPT_MAX_R
-        and 1 <= p <= SCRYPT_MAX_P
-    ):
-        raise KeyExportFormatError(path=str(path), reason="unsupported scrypt parameters")
+        raise KeyExportFormatError(path=str(path), reason=REASON_INVALID_FIELDS) from None
+    if kdf.get("name") != "scrypt" or not (n >= 2 and n & (n - 1) == 0 and r >= 1 and p >= 1):
+        raise KeyExportFormatError(path=str(path), reason=REASON_UNSUPPORTED_SCRYPT)
+    check_scrypt_limits(path, n, r, p)
 
     try:
         text = _derive_fernet(passphrase, salt, n, r, p).decrypt(token)

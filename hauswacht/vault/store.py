@@ -11,28 +11,43 @@ Invariants:
 - Every write, and every read (because it appends an audit row), runs in one
   `BEGIN IMMEDIATE` transaction that first checks the master key: the key ids
   the database needs (vault_info.key_id and every versions.key_id) must all be
-  in the loaded ring and vault_info.key_check must decrypt. Nothing is written
-  before that check, so a wrong key cannot leave values wrapped by two
-  unrelated keys. A failed access is recorded afterwards in its own
-  transaction.
-- Rotation re-wraps the data keys only (ciphertexts stay as they are), all in
-  one transaction. Inside it, after the key check and before the first
-  re-wrap, the key file is replaced by [new, old...], and only after the
-  commit by [new]. So at every instant of a rotation the key file contains
-  every key the committed database needs, and a crash or `kill -9` at any
-  point leaves every secret readable. A process whose ring lacks a key the
-  database needs re-reads the key file once inside its transaction, which
-  covers rotations by other processes. Rotations serialize on an flock on
-  `<key file>.lock`, so two rotations never interleave their key file writes.
+  in the loaded ring, and vault_info.key_check must decrypt. The ring's first
+  key must be a key the database uses, or the new key of a rotation that died
+  before its commit. Nothing is written before that check.
+- New data keys are wrapped with the vault's master key (vault_info.key_id),
+  never with whatever key a ring happens to list first, so a ring with an
+  extra key cannot lock later readers out.
+- A failed access is recorded afterwards in its own transaction. When the
+  vault stays locked longer than the busy timeout, VaultLockedError is raised
+  and the failure is only logged.
+- Rotation re-wraps the data keys only (ciphertexts stay as they are). It first
+  adds the new key id to vault_info.pending_key_ids and commits. Then, in one
+  transaction, after the key check and before the first re-wrap, it replaces
+  the key file by [new, old...] and re-wraps; only after the commit does it
+  replace the key file by [new]. So at every instant of a rotation the key
+  file contains every key the committed database needs, and a crash or
+  `kill -9` at any point leaves every secret readable. A process whose ring
+  lacks a key the database needs re-reads the key file once inside its
+  transaction, which covers rotations by other processes. Rotations serialize
+  on an flock on `<key file>.lock` next to the key file's real path (symlinks
+  resolved), so two rotations never interleave their key file writes.
+- The audit log records the version of every write. Reads and writes compare
+  a secret's newest stored version with it, so deleting the newest versions
+  from the file (a rollback) raises SecretRolledBackError or
+  SecretRemovedError instead of returning an older value.
 
 Files: vault.db is created with mode 0600 (SQLite gives -wal and -shm the
 same mode) in a folder created with mode 0700; journal_mode=WAL,
 synchronous=FULL, secure_delete=ON (deleted rows are overwritten), and
 `PRAGMA application_id` / `user_version` mark the file and its schema version.
+Opening reads those two marks before it changes anything, so a file that is
+not a vault is rejected as it was found.
 
 Tables (STRICT; times are UTC epoch ms):
 - vault_info: one row: vault id, the master key id, key_check (a Fernet token
-  of a fixed text under the master key), max versions kept, last rotation.
+  of a fixed text under the master key), max versions kept, last rotation,
+  and the new key ids of rotations begun but not committed (pending_key_ids,
+  comma-separated; a committed rotation clears it).
 - secrets: name, current (highest) version, created/updated.
 - versions: per (secret, version) the wrapped data key, its master key id and
   the ciphertext, plus deleted_at / destroyed_at. Destroyed versions keep no
@@ -59,22 +74,32 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from hauswacht.vault import audit
 from hauswacht.vault.errors import (
+    REASON_NO_VAULT_INFO,
     CasConflictError,
     EmptyValueError,
+    FileWriteError,
+    ForeignDatabaseError,
     InvalidCasError,
     InvalidSecretNameError,
     InvalidVersionCountError,
     NotAVaultError,
+    NoVaultSchemaError,
     RotationNeedsKeyFileError,
     SecretDeletedError,
     SecretDestroyedError,
     SecretNotFoundError,
+    SecretRemovedError,
+    SecretRolledBackError,
     TamperedSecretError,
+    UnknownFirstKeyError,
+    ValueContainsNulError,
     ValueTooLargeError,
     VaultError,
     VaultExistsError,
+    VaultLockedError,
     VaultNotFoundError,
     VaultSchemaError,
+    VersionNotDeletedError,
     VersionNotFoundError,
     WrongMasterKeyError,
 )
@@ -95,7 +120,14 @@ logger = logging.getLogger(__name__)
 ENV_VAULT = "HAUSWACHT_VAULT"
 DEFAULT_VAULT = Path("hauswacht-data") / "vault.db"
 APPLICATION_ID = 0x48575654  # "HWVT"
+# How long a transaction waits for another process's write lock. SQLite's busy
+# handler retries with growing sleeps (1 ms up to 100 ms) until this passes.
 BUSY_TIMEOUT_S = 10.0
+# How long the checkpoint after `destroy` waits for readers. The destroy is
+# committed by then, and a later checkpoint finishes the job.
+CHECKPOINT_WAIT_S = 1.0
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
 DEFAULT_MAX_VERSIONS = 10
 MAX_VERSIONS_LIMIT = 1000
 MAX_VALUE_BYTES = 64 * 1024
@@ -138,6 +170,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX versions_key_id ON versions (key_id);
     """
     + audit.AUDIT_SCHEMA,
+    # 1 -> 2: the new key ids of unfinished rotations, and an index for the newest
+    # write of a secret in the audit log.
+    """
+    ALTER TABLE vault_info ADD COLUMN pending_key_ids TEXT;
+    """
+    + audit.AUDIT_ACTION_INDEX,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -148,16 +186,23 @@ PRAGMAS = (
     "PRAGMA secure_delete = ON",
 )
 
-SELECT_INFO = "SELECT vault_id, key_id, key_check, max_versions FROM vault_info WHERE id = 1"
+SELECT_INFO = """
+SELECT vault_id, key_id, key_check, max_versions, pending_key_ids FROM vault_info WHERE id = 1
+"""
 INSERT_INFO = """
 INSERT INTO vault_info (id, vault_id, created_at, key_id, key_check, max_versions)
 VALUES (1, :vault_id, :now, :key_id, :key_check, :max_versions)
 """
 UPDATE_INFO_KEY = """
-UPDATE vault_info SET key_id = :key_id, key_check = :key_check, rotated_at = :now WHERE id = 1
+UPDATE vault_info
+SET key_id = :key_id, key_check = :key_check, rotated_at = :now, pending_key_ids = NULL
+WHERE id = 1
 """
+SET_PENDING_KEYS = "UPDATE vault_info SET pending_key_ids = :key_ids WHERE id = 1"
 SELECT_USED_KEY_IDS = "SELECT DISTINCT key_id FROM versions WHERE key_id IS NOT NULL"
 SELECT_SECRET = "SELECT id, current_version FROM secrets WHERE name = ?"
+SELECT_CURRENT_VERSIONS = "SELECT name, current_version FROM secrets"
+SELECT_WRITTEN_SECRETS = "SELECT DISTINCT secret FROM audit WHERE action = 'write'"
 INSERT_SECRET = """
 INSERT INTO secrets (name, current_version, created_at, updated_at) VALUES (?, 0, ?, ?)
 """
@@ -223,9 +268,35 @@ def _check_value(name: str, value: str) -> bytes:
     data = value.encode("utf-8")
     if not data:
         raise EmptyValueError(name=name)
+    _check_storable(name, data)
+    return data
+
+
+def _check_storable(name: str, data: bytes) -> None:
     if len(data) > MAX_VALUE_BYTES:
         raise ValueTooLargeError(name=name, size=len(data), limit=MAX_VALUE_BYTES)
-    return data
+    # `run` passes values as environment variables, which end at the first NUL.
+    if b"\x00" in data:
+        raise ValueContainsNulError(name=name)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+
+
+def _locked_error(path: Path, timeout_s: float) -> VaultLockedError:
+    return VaultLockedError(path=str(path), seconds=f"{timeout_s:g}")
+
+
+def _begin(conn: sqlite3.Connection, path: Path, timeout_s: float) -> None:
+    """Start a write transaction; raise VaultLockedError when the busy timeout passes."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise _locked_error(path, timeout_s) from None
+        raise
 
 
 def _payload_prefix(name: str, version: int) -> bytes:
@@ -283,35 +354,56 @@ def _state(deleted_at: int | None, destroyed_at: int | None) -> str:
     return "active"
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open the vault file, apply the connection settings and check that it is a vault."""
+def _connect(path: Path, timeout_s: float, *, new: bool = False) -> sqlite3.Connection:
+    """Open the vault file, check that it is a vault, then apply the connection settings.
+
+    Only reads happen before the check, so a file that is not a vault stays as it
+    was (journal_mode=WAL, for one, is stored in the file). With `new`, the file
+    must be the empty one `init_vault` has just created.
+    """
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=timeout_s)
     except sqlite3.Error as exc:
         raise NotAVaultError(path=str(path), reason=str(exc)) from None
 
     try:
-        for pragma in PRAGMAS:
-            conn.execute(pragma)
-        application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise NotAVaultError(path=str(path), reason=str(exc)) from None
+        try:
+            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise _locked_error(path, timeout_s) from None
+            raise NotAVaultError(path=str(path), reason=str(exc)) from None
+        _check_marks(path, application_id, version, new)
 
-    if application_id not in (0, APPLICATION_ID) or (application_id == 0 and version != 0):
+        try:
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _locked_error(path, timeout_s) from None
+            raise
+    except BaseException:
         conn.close()
-        raise NotAVaultError(path=str(path), reason=f"application_id {application_id:#x}")
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise VaultSchemaError(path=str(path), version=version, supported=SCHEMA_VERSION)
+        raise
     return conn
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _check_marks(path: Path, application_id: int, version: int, new: bool) -> None:
+    if application_id not in (0, APPLICATION_ID) or (application_id == 0 and version != 0):
+        raise ForeignDatabaseError(
+            path=str(path), application_id=f"{application_id:#x}", user_version=version
+        )
+    if version > SCHEMA_VERSION:
+        raise VaultSchemaError(path=str(path), version=version, supported=SCHEMA_VERSION)
+    if version == 0 and not new:
+        raise NoVaultSchemaError(path=str(path))
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, timeout_s: float) -> None:
     """Apply the missing migrations, each in its own transaction with its user_version bump."""
     while True:
-        conn.execute("BEGIN IMMEDIATE")
+        _begin(conn, path, timeout_s)
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version >= SCHEMA_VERSION:
@@ -344,6 +436,7 @@ def init_vault(
     """
     environ = os.environ if environ is None else environ
     path = resolve_vault_path(path, environ)
+    actor = audit.check_actor(actor) if actor else audit.default_actor()
     if not 1 <= max_versions <= MAX_VERSIONS_LIMIT:
         raise InvalidVersionCountError(value=max_versions, limit=MAX_VERSIONS_LIMIT)
     if path.exists():
@@ -360,7 +453,8 @@ def init_vault(
         ring = load_key_ring(key_path, environ)
     git_root = unignored_in_git(ring.path) if ring.path is not None else None
     if git_root is not None:
-        logger.warning(
+        # Info, not warning: InitResult.git_root carries it, and the CLI prints its own warning.
+        logger.info(
             "key file %s is inside the git work tree %s and not ignored", ring.path, git_root
         )
 
@@ -373,11 +467,11 @@ def init_vault(
     os.close(fd)
 
     try:
-        conn = _connect(path)
+        conn = _connect(path, BUSY_TIMEOUT_S, new=True)
         try:
-            _migrate(conn)
+            _migrate(conn, path, BUSY_TIMEOUT_S)
             vault_id = uuid.uuid4().hex
-            conn.execute("BEGIN IMMEDIATE")
+            _begin(conn, path, BUSY_TIMEOUT_S)
             conn.execute(
                 INSERT_INFO,
                 {
@@ -388,7 +482,7 @@ def init_vault(
                     "max_versions": max_versions,
                 },
             )
-            audit.append(conn, vault_id, actor or audit.default_actor(), "init")
+            audit.append(conn, vault_id, actor, "init")
             conn.execute("COMMIT")
         finally:
             conn.close()
@@ -407,10 +501,19 @@ class _Info:
     key_id: str
     key_check: bytes
     max_versions: int
+    pending_key_ids: str | None
+
+    @property
+    def pending_ids(self) -> list[str]:
+        return self.pending_key_ids.split(",") if self.pending_key_ids else []
 
 
 class Vault:
-    """An open vault file. Not thread-safe: use one Vault per thread."""
+    """An open vault file. Not thread-safe: use one Vault per thread.
+
+    `busy_timeout_s` is how long each transaction waits for another process's
+    write lock before it raises VaultLockedError.
+    """
 
     def __init__(
         self,
@@ -419,27 +522,30 @@ class Vault:
         key_file: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
         actor: str | None = None,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
     ) -> None:
         self._environ = os.environ if environ is None else environ
         self.path = resolve_vault_path(path, self._environ)
         self._key_file = key_file
-        self.actor = actor or audit.default_actor()
+        self.actor = audit.check_actor(actor) if actor else audit.default_actor()
+        self._busy_timeout_s = busy_timeout_s
         self._ring: KeyRing | None = None
-        self._checked_ring: KeyRing | None = None
+        # The ring whose key for this master key id decrypted key_check, and that id.
+        self._checked: tuple[KeyRing, str] | None = None
 
         if not self.path.exists():
             raise VaultNotFoundError(path=str(self.path))
-        self._conn = _connect(self.path)
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
+        self._conn = _connect(self.path, busy_timeout_s)
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                _migrate(self._conn, self.path, busy_timeout_s)
+            row = self._conn.execute(SELECT_INFO).fetchone()
+            if row is None:
+                raise NotAVaultError(path=str(self.path), reason=REASON_NO_VAULT_INFO)
+        except BaseException:
             self._conn.close()
-            raise NotAVaultError(path=str(self.path), reason="no schema; run init")
-        if version < SCHEMA_VERSION:
-            _migrate(self._conn)
-        row = self._conn.execute(SELECT_INFO).fetchone()
-        if row is None:
-            self._conn.close()
-            raise NotAVaultError(path=str(self.path), reason="vault_info is empty")
+            raise
         self.vault_id = row[0]
 
     def close(self) -> None:
@@ -455,30 +561,43 @@ class Vault:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
+        _begin(self._conn, self.path, self._busy_timeout_s)
         try:
             yield self._conn
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     def _info(self) -> _Info:
         row = self._conn.execute(SELECT_INFO).fetchone()
-        return _Info(row[0], row[1], row[2], row[3])
+        return _Info(*row)
 
     def _load_ring(self) -> KeyRing:
         return load_key_ring(self._key_file, self._environ)
 
     def _check_key(self, info: _Info) -> KeyRing:
-        """Return a ring that contains every key the database needs; call inside a transaction."""
+        """Return a ring that opens this vault; call inside a transaction, before any write.
+
+        The ring must contain every key id the database uses. Its first key must be
+        one of those, or the new key of an interrupted rotation, whose key file lists
+        [new, old...].
+        """
         needed = {info.key_id}
         needed.update(row[0] for row in self._conn.execute(SELECT_USED_KEY_IDS))
+        known = needed | set(info.pending_ids)
 
-        ring = self._ring or self._load_ring()
-        if not needed <= set(ring.ids) and ring.path is not None:
+        def fits(ring: KeyRing) -> bool:
+            return needed <= set(ring.ids) and ring.newest_id in known
+
+        ring = self._ring
+        if ring is None:
+            ring = self._load_ring()
+        elif ring.path is not None and not fits(ring):
             # Another process may have rotated the key since this ring was read.
             ring = self._load_ring()
+
         if not needed <= set(ring.ids):
             self._ring = None
             raise WrongMasterKeyError(
@@ -486,15 +605,20 @@ class Vault:
                 source=ring.source,
                 given=", ".join(ring.ids),
             )
+        if ring.newest_id not in known:
+            self._ring = None
+            raise UnknownFirstKeyError(
+                source=ring.source, given=ring.newest_id, expected=info.key_id
+            )
 
-        if ring is not self._checked_ring:
+        if self._checked != (ring, info.key_id):
             try:
-                ring.fernet().decrypt(info.key_check)
+                ring.fernet_for(info.key_id).decrypt(info.key_check)
             except InvalidToken:
                 raise WrongMasterKeyError(
                     expected=info.key_id, source=ring.source, given=", ".join(ring.ids)
                 ) from None
-            self._checked_ring = ring
+            self._checked = (ring, info.key_id)
         self._ring = ring
         return ring
 
@@ -529,6 +653,13 @@ class Vault:
         version = exc.fields.get("version")
         if name is None and isinstance(exc.fields.get("name"), str):
             name = exc.fields["name"]  # the secret a multi-secret read failed on
+        target = f"{action} of {name}" if name else action
+        # Info, not warning: the caller gets the exception and reports it.
+        logger.info("vault %s failed: %s", target, exc.code)
+        if isinstance(exc, VaultLockedError):
+            # Waiting for the same lock again would double the caller's wait.
+            logger.error("could not record the failed %s in the audit log: %s", target, exc)
+            return
         try:
             with self._transaction():
                 audit.append(
@@ -540,20 +671,18 @@ class Vault:
                     version if isinstance(version, int) else None,
                     exc.code,
                 )
-        except sqlite3.Error as error:
-            logger.error(
-                "could not record failed %s of %s in the audit log: %s", action, name, error
-            )
-        logger.warning("vault %s of %s failed: %s", action, name, exc.code)
+        except (sqlite3.Error, VaultError) as error:
+            logger.error("could not record the failed %s in the audit log: %s", target, error)
 
     # Values
 
     def _encrypt(
-        self, ring: KeyRing, name: str, version: int, data: bytes
+        self, ring: KeyRing, info: _Info, name: str, version: int, data: bytes
     ) -> tuple[str, bytes, bytes]:
+        """Encrypt with a new data key and wrap that with the vault's master key."""
         data_key = Fernet.generate_key()
         ciphertext = Fernet(data_key).encrypt(_payload_prefix(name, version) + data)
-        return ring.newest_id, ring.fernet().encrypt(data_key), ciphertext
+        return info.key_id, ring.fernet_for(info.key_id).encrypt(data_key), ciphertext
 
     def _decrypt(
         self, ring: KeyRing, name: str, version: int, data_key: bytes, ciphertext: bytes
@@ -570,11 +699,22 @@ class Vault:
         except UnicodeDecodeError:
             raise TamperedSecretError(name=name, version=version) from None
 
-    def _find(self, name: str) -> tuple[int, int]:
+    def _find(self, name: str, *, check_history: bool = True) -> tuple[int, int]:
+        """Return (secret id, current version); with `check_history`, compare with the audit log."""
         row = self._conn.execute(SELECT_SECRET, (name,)).fetchone()
         if row is None:
+            latest = audit.latest_write(self._conn, name) if check_history else None
+            if latest is not None:
+                raise SecretRemovedError(name=name, recorded=latest[1])
             raise SecretNotFoundError(name=name)
+        if check_history:
+            self._check_not_rolled_back(name, row[1])
         return row[0], row[1]
+
+    def _check_not_rolled_back(self, name: str, current: int) -> None:
+        latest = audit.latest_write(self._conn, name)
+        if latest is not None and latest[1] > current:
+            raise SecretRolledBackError(name=name, current=current, recorded=latest[1])
 
     def _read(self, ring: KeyRing, name: str, version: int | None) -> tuple[str, int]:
         secret_id, current = self._find(name)
@@ -592,6 +732,9 @@ class Vault:
     def _write(self, ring: KeyRing, info: _Info, name: str, data: bytes, cas: int | None) -> int:
         row = self._conn.execute(SELECT_SECRET, (name,)).fetchone()
         current = row[1] if row else 0
+        if row is not None:
+            # A new version must not reuse a number the audit log has already seen.
+            self._check_not_rolled_back(name, current)
         if cas is not None and cas != current:
             raise CasConflictError(name=name, expected=cas, current=current)
 
@@ -602,7 +745,8 @@ class Vault:
             secret_id = row[0]
         version = current + 1
         self._conn.execute(
-            INSERT_VERSION, (secret_id, version, now, *self._encrypt(ring, name, version, data))
+            INSERT_VERSION,
+            (secret_id, version, now, *self._encrypt(ring, info, name, version, data)),
         )
         self._conn.execute(UPDATE_SECRET_VERSION, (version, now, secret_id))
         self._conn.execute(PRUNE_VERSIONS, (secret_id, version - info.max_versions))
@@ -675,7 +819,8 @@ class Vault:
         check_name(name)
 
         def work(ring: KeyRing, info: _Info) -> tuple[list[VersionInfo], None, str]:
-            secret_id, _ = self._find(name)
+            # Listing shows what is stored, which also helps after a rollback.
+            secret_id, _ = self._find(name, check_history=False)
             rows = self._conn.execute(SELECT_VERSIONS, (secret_id,)).fetchall()
             result = [
                 VersionInfo(
@@ -696,13 +841,16 @@ class Vault:
         check_name(name)
 
         def work(ring: KeyRing, info: _Info) -> tuple[int, int, str]:
-            secret_id, current = self._find(name)
+            # Destroying must stay possible after a rollback: it is one way to recover.
+            secret_id, current = self._find(name, check_history=action != "destroy")
             target = current if version is None else version
             row = self._conn.execute(SELECT_VERSION, (secret_id, target)).fetchone()
             if row is None:
                 raise VersionNotFoundError(name=name, version=target)
             if row[1] is not None:
                 raise SecretDestroyedError(name=name, version=target)
+            if action == "undelete" and row[0] is None:
+                raise VersionNotDeletedError(name=name, version=target)
 
             now = now_ms()
             if action == "delete":
@@ -721,7 +869,10 @@ class Vault:
         return self._change_state("delete", name, version)
 
     def undelete(self, name: str, *, version: int | None = None) -> int:
-        """Restore a deleted version (the current one unless `version` is given)."""
+        """Restore a deleted version (the current one unless `version` is given).
+
+        Raises VersionNotDeletedError when that version is not deleted.
+        """
         return self._change_state("undelete", name, version)
 
     def destroy(self, name: str, *, version: int | None = None) -> int | None:
@@ -737,7 +888,7 @@ class Vault:
         else:
 
             def work(ring: KeyRing, info: _Info) -> tuple[None, None, str]:
-                secret_id, _ = self._find(name)
+                secret_id, _ = self._find(name, check_history=False)
                 self._conn.execute(DELETE_SECRET, (secret_id,))
                 return None, None, "ok"
 
@@ -747,7 +898,15 @@ class Vault:
         return destroyed
 
     def _checkpoint(self) -> None:
-        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        self._conn.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT_S * 1000)}")
+        try:
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            busy = 1
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         if busy:
             logger.warning(
                 "WAL checkpoint of %s was blocked by another connection; the "
@@ -762,8 +921,7 @@ class Vault:
             check_name(name)
         checked = {name: value.encode("utf-8") for name, value in values.items()}
         for name, data in checked.items():
-            if len(data) > MAX_VALUE_BYTES:
-                raise ValueTooLargeError(name=name, size=len(data), limit=MAX_VALUE_BYTES)
+            _check_storable(name, data)
 
         def work(ring: KeyRing, info: _Info) -> tuple[list[ImportOutcome], None, str]:
             outcomes = []
@@ -822,29 +980,50 @@ class Vault:
         `progress(done, total)` is called after each re-wrapped data key, inside
         the transaction. See the module docstring for the crash guarantees.
         """
-        ring = self._load_ring()
-        if ring.path is None:
-            raise RotationNeedsKeyFileError(path=str(resolve_key_file(None, self._environ)))
-        lock_path = ring.path.with_name(ring.path.name + ".lock")
+        try:
+            ring = self._load_ring()
+            if ring.path is None:
+                raise RotationNeedsKeyFileError(path=str(resolve_key_file(None, self._environ)))
+            # Write to the file a symlink points at: os.replace on the link would turn it
+            # into a regular file, and the lock belongs next to the file that changes.
+            key_path = Path(os.path.realpath(ring.path))
+            lock_path = key_path.with_name(key_path.name + ".lock")
+            try:
+                lock_fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise FileWriteError(path=str(lock_path), reason=exc.strerror or str(exc)) from None
+        except VaultError as exc:
+            self._record_failure("rotate", None, exc)
+            raise
 
-        lock_fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            return self._rotate_locked(progress)
+            return self._rotate_locked(key_path, progress)
         finally:
             os.close(lock_fd)
 
-    def _rotate_locked(self, progress: Callable[[int, int], None] | None) -> RotationResult:
+    def _rotate_locked(
+        self, key_path: Path, progress: Callable[[int, int], None] | None
+    ) -> RotationResult:
         self._ring = None  # re-read the key file now that no other rotation runs
         new_key = generate_key()
         new_id = key_id(new_key)
         state: dict[str, Any] = {}
 
+        def prepare(ring: KeyRing, info: _Info) -> tuple[None, None, str]:
+            # Committed before the key file lists the new key first, so that after a
+            # crash the vault accepts the file's first key. Earlier ids stay, because
+            # the key file may still list one of them first.
+            key_ids = ",".join([*info.pending_ids, new_id])
+            self._conn.execute(SET_PENDING_KEYS, {"key_ids": key_ids})
+            return None, None, "ok"
+
+        self._run("rotate", None, prepare, record_success=False)
+
         def work(ring: KeyRing, info: _Info) -> tuple[int, None, str]:
-            assert ring.path is not None
             state["old"] = ring
             # From here on the key file contains the new key and every old one.
-            rewrite_key_file(ring.path, [new_key, *ring.keys])
+            rewrite_key_file(key_path, [new_key, *ring.keys])
             new_ring = KeyRing((new_key, *ring.keys), ring.source, ring.path)
             fernet = new_ring.fernet()
 
@@ -876,7 +1055,7 @@ class Vault:
         assert old.path is not None
 
         # The commit is done: the old keys are no longer needed.
-        rewrite_key_file(old.path, [new_key])
+        rewrite_key_file(key_path, [new_key])
         self._ring = KeyRing((new_key,), old.source, old.path)
         logger.info(
             "rotated master key %s -> %s, re-wrapped %d data keys",
@@ -893,5 +1072,24 @@ class Vault:
         return audit.read_rows(self._conn, secret, limit)
 
     def verify_audit(self) -> audit.ChainReport:
-        """Recompute the audit hash chain and report every break."""
-        return audit.verify_chain(self._conn, self.vault_id)
+        """Recompute the audit hash chain and report every break. If the chain is intact,
+        also report every secret whose newest stored version is below the newest one the
+        log records as written."""
+        report = audit.verify_chain(self._conn, self.vault_id)
+        if not report.intact:
+            return report  # the log itself was changed, so its versions prove nothing
+        stored = dict(self._conn.execute(SELECT_CURRENT_VERSIONS).fetchall())
+        written = [row[0] for row in self._conn.execute(SELECT_WRITTEN_SECRETS).fetchall()]
+        for name in sorted(written):
+            latest = audit.latest_write(self._conn, name)
+            if latest is not None and latest[1] > stored.get(name, 0):
+                report.problems.append(
+                    audit.AuditProblem(
+                        latest[0],
+                        "rolled_back",
+                        secret=name,
+                        recorded=latest[1],
+                        current=stored.get(name, 0),
+                    )
+                )
+        return report
