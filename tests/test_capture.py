@@ -16,7 +16,7 @@ import pytest
 
 from hauswacht import capture_exception, measure, record_metric
 from hauswacht.collector import capture
-from hauswacht.collector.collector import Collector, active_collector
+from hauswacht.collector.collector import Collector, LogLimiter, active_collector
 from hauswacht.collector.errors import FRAMES_HEAD, MAX_CHAIN, MAX_FRAMES, MAX_MESSAGE
 
 THREADS = 4
@@ -309,6 +309,25 @@ def test_full_queue_drops_are_counted_and_stored(db_path: Path) -> None:
     assert (dropped["reason"], dropped["count"]) == ("queue_full", 2)
 
 
+def test_full_queue_drops_are_logged_rate_limited(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector = Collector(database=db_path, queue_size=2)
+    with caplog.at_level(logging.WARNING, logger="hauswacht.collector.collector"):
+        accepted = [record_metric("burst", float(i)) for i in range(6)]
+        # Once the rate limit's period has passed, the next drop logs the count since.
+        collector._queue_full_log._last -= collector._queue_full_log.period
+        accepted.append(record_metric("burst", 6.0))
+    assert accepted == [True, True] + [False] * 5
+    assert collector.queue.dropped == 5
+    assert [record.getMessage() for record in caplog.records] == [
+        "Hauswacht event queue is full (queue_size=2): 1 events dropped since the last "
+        "warning; raise queue_size or lower flush_interval if this repeats",
+        "Hauswacht event queue is full (queue_size=2): 4 events dropped since the last "
+        "warning; raise queue_size or lower flush_interval if this repeats",
+    ]
+
+
 def test_without_collector_events_are_discarded_and_counted(
     db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -335,20 +354,102 @@ def test_without_collector_events_are_discarded_and_counted(
     assert "no active collector" in warnings[0].getMessage()
 
 
+INVALID_METRIC_CALLS = [
+    (lambda: record_metric("", 1.0), "metric ''", "name must be a non-empty str"),
+    (lambda: record_metric(None, 1.0), "metric with a name of type NoneType", "name must be"),
+    (lambda: record_metric("m", "12"), "metric 'm'", "must be an int or float, got str"),
+    (lambda: record_metric("m", None), "metric 'm'", "must be an int or float, got NoneType"),
+    (lambda: record_metric("m", True), "metric 'm'", "must be an int or float, got bool"),
+    (lambda: record_metric("m", float("nan")), "metric 'm'", "must be finite"),
+    (lambda: record_metric("m", float("inf")), "metric 'm'", "must be finite"),
+    (lambda: record_metric("m", 1, unit=5), "metric 'm'", "unit must be a str"),
+    (lambda: record_metric("m", 1, tags=["a"]), "metric 'm'", "tags must be a mapping"),
+    (lambda: record_metric("m", 1, tags={1: "a"}), "metric 'm'", "tag names must be str"),
+]
+
+
+def test_invalid_arguments_dropped_not_raised(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector = Collector(database=db_path)
+    capture._invalid_log = LogLimiter()  # a fresh limiter: the first warning is logged
+    with caplog.at_level(logging.WARNING, logger="hauswacht.collector.capture"):
+        results = [call() for call, _what, _problem in INVALID_METRIC_CALLS]
+        results.append(capture_exception("boom"))
+    assert results == [False] * len(INVALID_METRIC_CALLS) + [None]
+    assert collector.queue.dropped == len(INVALID_METRIC_CALLS) + 1
+
+    warnings = [record.getMessage() for record in caplog.records]
+    # Rate-limited: one warning for the first call, the rest only counted.
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Hauswacht dropped metric '': the name must be a non-empty str")
+    assert warnings[0].endswith("(1 calls with invalid arguments since the last warning)")
+
+    async def scenario() -> None:
+        await collector.start()
+        await collector.stop()
+
+    asyncio.run(scenario())
+    assert app_metrics(db_path) == []
+    (dropped,) = db_rows(db_path, "SELECT reason, count FROM dropped_rollups")
+    assert (dropped["reason"], dropped["count"]) == ("invalid", len(INVALID_METRIC_CALLS) + 1)
+
+
+@pytest.mark.parametrize(("call", "what", "problem"), INVALID_METRIC_CALLS)
+def test_invalid_metric_warning_names_metric_and_type(
+    call, what: str, problem: str, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    Collector(database=db_path)
+    capture._invalid_log = LogLimiter()
+    with caplog.at_level(logging.WARNING, logger="hauswacht.collector.capture"):
+        assert call() is False
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"Hauswacht dropped {what}: ")
+    assert problem in record.getMessage()
+
+
+def test_capture_exception_with_non_exception_is_dropped(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector = Collector(database=db_path)
+    capture._invalid_log = LogLimiter()
+    with caplog.at_level(logging.WARNING, logger="hauswacht.collector.capture"):
+        assert capture_exception(42) is None
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        "Hauswacht dropped an error event: capture_exception() takes an exception, got int"
+    )
+    assert collector.queue.dropped == 1
+
+
 @pytest.mark.parametrize(
     ("call", "error", "text"),
     [
-        (lambda: record_metric("", 1.0), ValueError, "metric name must be a non-empty str"),
-        (lambda: record_metric("m", "1"), TypeError, "value must be an int or float, got '1'"),
-        (lambda: record_metric("m", True), TypeError, "value must be an int or float, got True"),
-        (lambda: record_metric("m", float("nan")), ValueError, "value must be finite"),
-        (lambda: record_metric("m", 1, unit=5), ValueError, "unit must be a str"),
-        (lambda: record_metric("m", 1, tags=["a"]), TypeError, "tags must be a mapping"),
-        (lambda: record_metric("m", 1, tags={1: "a"}), TypeError, "tag names must be str"),
+        (lambda: measure(5), TypeError, "metric name must be a non-empty str"),
+        (lambda: measure(""), ValueError, "metric name must be a non-empty str"),
         (lambda: measure("m", unit="min"), ValueError, "unit must be one of"),
-        (lambda: capture_exception("boom"), TypeError, "takes an exception, got str"),
+        (lambda: measure("m", tags=["a"]), TypeError, "tags must be a mapping"),
+        (lambda: measure("m", tags={1: "a"}), TypeError, "tag names must be str, got int"),
     ],
 )
-def test_bad_arguments_raise(call, error: type[Exception], text: str) -> None:
+def test_measure_bad_arguments_raise_at_creation(call, error: type[Exception], text: str) -> None:
     with pytest.raises(error, match=text):
         call()
+
+
+def test_capture_exception_stores_release_and_environment(db_path: Path) -> None:
+    collector = Collector(database=db_path, release="tours@2.4.1", environment="staging")
+    try:
+        raise KeyError("depot")
+    except KeyError:
+        assert capture_exception() == ""
+
+    async def scenario() -> None:
+        await collector.start()
+        await collector.stop()
+
+    asyncio.run(scenario())
+    (error,) = db_rows(db_path, "SELECT data FROM errors")
+    data = json.loads(error["data"])
+    assert data["release"] == "tours@2.4.1"
+    assert data["environment"] == "staging"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -422,7 +423,7 @@ def test_bad_setting_fails_startup(db_path: Path) -> None:
     message = asyncio.run(scenario())
     assert message["type"] == "lifespan.startup.failed"
     assert message["message"] == (
-        "invalid Hauswacht setting queue_size=0: expected an integer of at least 1"
+        "invalid Hauswacht setting queue_size=0: expected an integer from 1 to 10,000,000"
     )
 
 
@@ -457,17 +458,111 @@ def test_foreign_database_fails_startup(tmp_path: Path) -> None:
     assert message["message"].startswith(f"Hauswacht failed to start: {db}: not a Hauswacht")
 
 
-def test_unusable_database_keeps_app_serving(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    middleware = HauswachtMiddleware(build_app(), database=blocker / "events.db", queue_size=3)
+def make_unusable_database(tmp_path: Path, kind: str) -> Path:
+    """Create a path the writer cannot use: a folder, a text file or another app's SQLite file."""
+    path = tmp_path / f"{kind}.db"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("not a database\n" * 100)
+    else:
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+        conn.commit()
+        conn.close()
+    return path
+
+
+@pytest.mark.parametrize("kind", ["folder", "text", "foreign"])
+def test_unusable_database_keeps_app_serving(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = make_unusable_database(tmp_path, kind)
+    middleware = HauswachtMiddleware(build_app(), database=database, queue_size=3)
+    collector = middleware.collector
 
     async def send(client: httpx.AsyncClient) -> list[int]:
-        return [(await client.get("/ok")).status_code for _ in range(5)]
+        statuses = [(await client.get("/ok")).status_code for _ in range(5)]
+        # Once the rate limit's period has passed, the next drop logs the count since.
+        collector._start_failed_log._last -= collector._start_failed_log.period
+        statuses.append((await client.get("/ok")).status_code)
+        return statuses
 
-    assert asyncio.run(run_requests(middleware, send)) == [200] * 5
-    assert middleware.collector.start_error is not None
-    assert middleware.collector.queue.dropped == 2  # 5 events, room for 3
+    with caplog.at_level(logging.ERROR, logger="hauswacht.collector"):
+        assert asyncio.run(run_requests(middleware, send)) == [200] * 6
+    assert collector.start_error is not None
+    assert collector.queue.dropped == 6  # nothing would ever drain the queue
+
+    messages = [record.getMessage() for record in caplog.records]
+    started = [message for message in messages if "failed to start" in message]
+    assert len(started) == 1
+    assert str(database) in started[0]
+    drops = [message for message in messages if message.startswith("Hauswacht dropped")]
+    assert len(drops) == 2
+    assert drops[0].startswith("Hauswacht dropped 1 events since the last message")
+    assert drops[1].startswith("Hauswacht dropped 5 events since the last message")
+    for message in drops:
+        assert f"because the database cannot be used: {database}: " in message
+
+
+def test_url_headers_and_query_separators_scrubbed(db_path: Path) -> None:
+    middleware = HauswachtMiddleware(build_app(), database=db_path, record_query=True)
+    query = (
+        "a=1;token=SEC01&pwd=SEC02&sessionid=SEC03&sig=SEC04&key=SEC05&jwt=SEC06&csrf_token=SEC07"
+        "&monkey=banana&inside=yes&design=flat"
+    )
+    headers = {
+        "Referer": "https://shop.example/cart?token=SEC08&page=2#top",
+        "Origin": "https://shop.example",
+        "X-Original-URL": "/reset?signature=SEC09",
+        "X-Session-Id": "SEC10",
+        "X-CSRF-Token": "SEC11",
+        "X-Comment": "why? token=visible because this is not a URL",
+    }
+
+    async def send(client: httpx.AsyncClient) -> None:
+        # A fresh exception each time: PLANNING_ERROR may be marked captured by another test.
+        with pytest.raises(RuntimeError, match="stream broke"):
+            await client.get(f"/fail-mid-stream?{query}", headers=headers)
+
+    asyncio.run(run_requests(middleware, send))
+    expected_query = (
+        "a=1;token=[Filtered]&pwd=[Filtered]&sessionid=[Filtered]&sig=[Filtered]"
+        "&key=[Filtered]&jwt=[Filtered]&csrf_token=[Filtered]"
+        "&monkey=banana&inside=yes&design=flat"
+    )
+    (request,) = db_rows(db_path, "SELECT path FROM requests")
+    assert request["path"] == f"/fail-mid-stream?{expected_query}"
+    (error,) = db_rows(db_path, "SELECT data FROM errors")
+    for number in range(1, 12):
+        assert f"SEC{number:02d}" not in error["data"]
+    stored = json.loads(error["data"])["request"]
+    assert stored["query"] == expected_query
+    assert stored["headers"]["referer"] == "https://shop.example/cart?token=[Filtered]&page=2#top"
+    assert stored["headers"]["origin"] == "https://shop.example"
+    assert stored["headers"]["x-original-url"] == "/reset?signature=[Filtered]"
+    assert stored["headers"]["x-session-id"] == "[Filtered]"
+    assert stored["headers"]["x-csrf-token"] == "[Filtered]"
+    assert stored["headers"]["x-comment"] == headers["X-Comment"]
+
+
+def test_error_event_has_release_and_environment(db_path: Path) -> None:
+    middleware = HauswachtMiddleware(
+        build_app(), database=db_path, release="tours@2.4.1", environment="production"
+    )
+
+    async def send(client: httpx.AsyncClient) -> None:
+        with pytest.raises(RuntimeError, match="stream broke"):
+            await client.get("/fail-mid-stream")
+        assert (await client.get("/sync-capture")).status_code == 200
+
+    asyncio.run(run_requests(middleware, send))
+    errors = db_rows(db_path, "SELECT data FROM errors ORDER BY id")
+    assert len(errors) == 2
+    for error in errors:
+        data = json.loads(error["data"])
+        assert data["release"] == "tours@2.4.1"
+        assert data["environment"] == "production"
 
 
 def test_disk_full_drops_then_resumes(db_path: Path) -> None:

@@ -304,6 +304,99 @@ def test_client_disconnect_before_response_is_499(tmp_path: Path) -> None:
     assert stored["/"]["status"] == 200
 
 
+def read_status(sock: socket.socket) -> int | None:
+    """Read a whole HTTP/1.1 response from `sock` until it closes; return its status code."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    if not data:
+        return None
+    return int(data.split(b" ", 2)[1])
+
+
+def test_client_gone_without_app_receive_is_499(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    with uvicorn(tmp_path, db) as server:
+        # /sleep never calls receive(), and answers after the watch delay.
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET /sleep?seconds=1.5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            time.sleep(0.1)
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/sleep", params={"seconds": "0.7"}).status_code == 200
+
+    # Rows are stored in the order the requests ended; the answered one ends first.
+    answered, gone = request_rows(db)
+    assert (gone["path"], gone["route"], gone["status"]) == ("/sleep", "/sleep", 499)
+    assert gone["ttfb_ms"] is None
+    assert gone["response_bytes"] == 0
+    assert (answered["path"], answered["status"]) == ("/sleep", 200)
+
+
+def test_graceful_shutdown_timeout_records_500(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    with (
+        uvicorn(tmp_path, db, "--timeout-graceful-shutdown", "1") as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=STOP_TIMEOUT) as sock,
+    ):
+        sock.sendall(b"GET /sleep?seconds=8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(0.3)  # the request is running when SIGTERM arrives
+        server.process.send_signal(signal.SIGTERM)
+        status = read_status(sock)
+
+    assert status == 500
+    (row,) = request_rows(db)
+    assert (row["path"], row["status"]) == ("/sleep", 500)
+    assert rows(db, "SELECT id FROM errors") == []  # a cancellation is not an app error
+
+
+def test_base_exception_route_is_500_with_error(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    with uvicorn(tmp_path, db) as server, httpx.Client(base_url=server.url) as client:
+        assert client.get("/abort").status_code == 500
+
+    (row,) = request_rows(db)
+    assert (row["route"], row["status"]) == ("/abort", 500)
+    (error,) = rows(db, "SELECT * FROM errors")
+    assert error["type"] == "tests.apps.basic_app.Abort"
+    assert error["message"] == "request aborted by the view"
+    assert error["trace_id"] == row["trace_id"]
+
+
+def test_unusable_database_without_lifespan_logs_drops(tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with (
+        uvicorn(tmp_path, folder, "--lifespan", "off") as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        for number in range(3):
+            assert client.get(f"/tours/{number}").status_code == 200
+
+    output = server.output()
+    assert output.count("Hauswacht failed to start") == 1
+    # Rate-limited: the first drop is logged at once, the next two only counted.
+    drops = [line for line in output.splitlines() if "Hauswacht dropped" in line]
+    assert len(drops) == 1
+    assert f"because the database cannot be used: {folder}" in drops[0]
+    assert "Traceback" not in output
+
+
+def test_unknown_variable_warned_once(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    with (
+        uvicorn(tmp_path, db, HAUSWACHT_BACTH_SIZE="10") as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        assert client.get("/").status_code == 200
+
+    output = server.output()
+    warning = (
+        "environment variable HAUSWACHT_BACTH_SIZE is not a Hauswacht setting and is ignored; "
+        "did you mean HAUSWACHT_BATCH_SIZE?"
+    )
+    assert output.count(warning) == 1
+
+
 def test_trace_id_sources_and_echo(tmp_path: Path) -> None:
     db = tmp_path / "events.db"
     cases = {
@@ -396,8 +489,9 @@ def test_server_bad_setting_stops_startup(tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "HAUSWACHT_QUEUE_SIZE='lots'" in output
-    assert "an integer of at least 1" in output
+    # uvicorn logs the lifespan.startup.failed message; Hauswacht adds no second copy.
+    assert output.count("HAUSWACHT_QUEUE_SIZE='lots'") == 1
+    assert "expected an integer from 1 to 10,000,000" in output
     assert "Application startup failed" in output
     assert "Traceback" not in output
 
@@ -424,4 +518,5 @@ def test_server_foreign_database_stops_startup(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"Hauswacht failed to start: {db}: not a Hauswacht events database" in output
+    assert output.count("not a Hauswacht events database") == 1
     assert "Traceback" not in output

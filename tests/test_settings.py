@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from pathlib import Path
 
 import pytest
 
+from hauswacht.collector import settings as settings_module
 from hauswacht.collector.settings import (
     DEFAULT_DATABASE,
     DEFAULT_SCRUB_FIELDS,
+    KNOWN_ENVIRONMENT_VARIABLES,
+    OTHER_ENVIRONMENT_VARIABLES,
     SETTINGS,
     Settings,
     SettingsError,
     settings_table,
+    unknown_environment_variables,
 )
 
 
@@ -80,15 +85,28 @@ def test_keyword_arguments_override_environment() -> None:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({"queue_size": -1}, "queue_size=-1: expected an integer of at least 1"),
-        ({"queue_size": "100"}, "queue_size='100': expected an integer of at least 1"),
-        ({"batch_size": 0}, "batch_size=0: expected an integer of at least 1"),
-        ({"batch_size": True}, "batch_size=True: expected an integer of at least 1"),
-        ({"flush_interval": 0}, "flush_interval=0: expected a number of seconds greater than 0"),
+        ({"queue_size": -1}, "queue_size=-1: expected an integer from 1 to 10,000,000"),
+        ({"queue_size": "100"}, "queue_size='100': expected an integer from 1 to 10,000,000"),
+        ({"queue_size": 10**20}, f"queue_size={10**20}: expected an integer from 1 to 10,000,000"),
+        ({"batch_size": 0}, "batch_size=0: expected an integer from 1 to 100,000"),
+        ({"batch_size": 100_001}, "batch_size=100001: expected an integer from 1 to 100,000"),
+        ({"batch_size": True}, "batch_size=True: expected an integer from 1 to 100,000"),
+        ({"flush_interval": 0}, "flush_interval=0: expected a number of seconds from 0.01 to 3600"),
+        ({"flush_interval": 1e-9}, "flush_interval=1e-09: expected a number of seconds from 0.01"),
+        ({"flush_interval": 3601}, "flush_interval=3601: expected a number of seconds from 0.01"),
         ({"flush_interval": float("nan")}, "flush_interval=nan: expected a number of seconds"),
-        ({"busy_timeout": -5}, "busy_timeout=-5: expected an integer of at least 0"),
-        ({"max_path_length": 0}, "max_path_length=0: expected an integer of at least 1"),
-        ({"max_db_mb": -1}, "max_db_mb=-1: expected a size in MiB greater than 0, or None"),
+        ({"flush_interval": float("inf")}, "flush_interval=inf: expected a number of seconds"),
+        ({"busy_timeout": -5}, "busy_timeout=-5: expected an integer from 0 to 600,000"),
+        ({"busy_timeout": 600_001}, "busy_timeout=600001: expected an integer from 0 to 600,000"),
+        ({"max_path_length": 0}, "max_path_length=0: expected an integer from 16 to 65,536"),
+        ({"max_path_length": 15}, "max_path_length=15: expected an integer from 16 to 65,536"),
+        ({"max_path_length": 65_537}, "max_path_length=65537: expected an integer from 16"),
+        ({"max_db_mb": -1}, "max_db_mb=-1: expected a size in MiB from 0.01 to 16,777,216"),
+        ({"max_db_mb": -1}, "pass None for no cap"),
+        ({"release": ""}, "release='': expected text of 1 to 200 characters"),
+        ({"release": "x" * 201}, "expected text of 1 to 200 characters"),
+        ({"environment": 3}, "environment=3: expected text of 1 to 200 characters"),
+        ({"environment": "prod\nstaging"}, "expected text of 1 to 200 characters"),
         ({"record_query": "yes"}, "record_query='yes': expected a boolean"),
         ({"trusted_proxies": ["10.0.0.0/33"]}, "'10.0.0.0/33' is not an IP address or CIDR"),
         ({"trusted_proxies": "proxy.local"}, "'proxy.local' is not an IP address or CIDR"),
@@ -114,6 +132,18 @@ def test_bad_keyword_value_names_setting(options: dict, expected: str) -> None:
         ({"HAUSWACHT_RECORD_QUERY": "maybe"}, "HAUSWACHT_RECORD_QUERY='maybe': expected a boolean"),
         ({"HAUSWACHT_TRUSTED_PROXIES": "1.2.3.4,nope"}, "'nope' is not an IP address or CIDR"),
         ({"HAUSWACHT_MAX_DB_MB": "big"}, "HAUSWACHT_MAX_DB_MB='big': expected a size in MiB"),
+        (
+            {"HAUSWACHT_QUEUE_SIZE": "99999999999999999999"},
+            "HAUSWACHT_QUEUE_SIZE='99999999999999999999': expected an integer from 1 to 10,000,000",
+        ),
+        (
+            {"HAUSWACHT_FLUSH_INTERVAL": "1e-9"},
+            "HAUSWACHT_FLUSH_INTERVAL='1e-9': expected a number of seconds from 0.01 to 3600",
+        ),
+        (
+            {"HAUSWACHT_MAX_DB_MB": "0"},
+            "unset HAUSWACHT_MAX_DB_MB (or set it to an empty value) for no cap",
+        ),
     ],
 )
 def test_bad_environment_value_names_variable(environ: dict, expected: str) -> None:
@@ -155,4 +185,48 @@ def test_settings_table_lists_every_setting() -> None:
         "record_query",
         "max_path_length",
         "max_db_mb",
+        "release",
+        "environment",
     }
+
+
+def test_empty_environment_variable_counts_as_unset() -> None:
+    environ = {spec.env: "" for spec in SETTINGS} | {"HAUSWACHT_BATCH_SIZE": "  "}
+    assert Settings.from_options({}, environ=environ) == Settings.from_options({}, environ={})
+
+
+def test_release_and_environment_from_environment() -> None:
+    environ = {"HAUSWACHT_RELEASE": " tours@2.4.1 ", "HAUSWACHT_ENVIRONMENT": "staging"}
+    settings = Settings.from_options({}, environ=environ)
+    assert settings.release == "tours@2.4.1"
+    assert settings.environment == "staging"
+    assert Settings.from_options({}, environ={}).release is None
+
+
+def test_unknown_variable_warns_once_with_suggestion(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings_module, "_warned_variables", set())
+    environ = {
+        "HAUSWACHT_BACTH_SIZE": "10",
+        "HAUSWACHT_UNRELATED_THING": "1",
+        **{name: "x" for name in OTHER_ENVIRONMENT_VARIABLES},
+    }
+    with caplog.at_level(logging.WARNING, logger="hauswacht.collector.settings"):
+        Settings.from_options({}, environ=environ)
+        Settings.from_options({}, environ=environ)
+    assert [record.getMessage() for record in caplog.records] == [
+        "environment variable HAUSWACHT_BACTH_SIZE is not a Hauswacht setting and is ignored; "
+        "did you mean HAUSWACHT_BATCH_SIZE?",
+        "environment variable HAUSWACHT_UNRELATED_THING is not a Hauswacht setting and is ignored",
+    ]
+
+
+def test_known_variables_cover_settings_and_other_parts() -> None:
+    environ = {name: "x" for name in KNOWN_ENVIRONMENT_VARIABLES}
+    assert unknown_environment_variables(environ) == []
+    assert {spec.env for spec in SETTINGS} <= KNOWN_ENVIRONMENT_VARIABLES
+    assert "HAUSWACHT_DEMO_PASSWORD" in KNOWN_ENVIRONMENT_VARIABLES
+    assert unknown_environment_variables({"HAUSWACHT_DBB": "x", "PATH": "/bin"}) == [
+        "HAUSWACHT_DBB"
+    ]

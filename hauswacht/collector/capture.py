@@ -12,9 +12,19 @@ event is discarded: the first discard logs a warning, and every discard is
 counted in `discarded_without_collector()`. A full queue drops the event and
 counts it in the queue's drop counter, which the writer stores.
 
-Bad arguments (a metric name that is not a non-empty string, a value that is
-not a finite number, tags that are not a mapping with string keys) raise
-TypeError or ValueError at the call, because they are programming errors.
+Nothing here raises into the application while it runs. A call with invalid
+arguments (a metric name that is not a non-empty str of at most MAX_NAME
+characters, a value that is not a finite int or float, bools included, a
+unit that is not a short str, tags that are not a mapping with str keys, or
+`capture_exception()` given something that is not an exception) drops its
+event. The drop is counted with reason "invalid" and logged as a warning
+naming the metric and the type of the bad value, at most once a minute with
+the count since the last warning.
+
+The one exception is `measure(...)` itself: its arguments are checked when
+the measure object is created, which for `@measure(...)` is when the module
+is imported. A bad name, unit or tags there raises ValueError or TypeError
+at once, because it is a fixed programming error rather than bad data.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hauswacht.collector.collector import active_collector
+from hauswacht.collector.collector import LogLimiter, active_collector
 from hauswacht.collector.errors import (
     build_error_event,
     current_exception,
@@ -79,6 +89,34 @@ def _put(event: Event) -> bool:
     return False
 
 
+_invalid_log = LogLimiter()
+
+
+def _drop_invalid(event_description: str, problem: str) -> None:
+    """Count one event dropped for invalid arguments and log it (rate-limited)."""
+    collector = active_collector()
+    if collector is not None:
+        collector.count_invalid()
+    else:
+        global _discarded
+        with _discard_lock:
+            _discarded += 1
+    count = _invalid_log.hit()
+    if count:
+        logger.warning(
+            "Hauswacht dropped %s: %s (%d calls with invalid arguments since the last warning)",
+            event_description,
+            problem,
+            count,
+        )
+
+
+def _describe_name(name: object) -> str:
+    if isinstance(name, str):
+        return repr(name[:MAX_NAME])
+    return f"with a name of type {type(name).__name__}"
+
+
 def _bad_name_message(name: object) -> str:
     return f"metric name must be a non-empty str of at most {MAX_NAME} characters, got {name!r}"
 
@@ -96,7 +134,7 @@ def canonical_tags(tags: Mapping[str, Any] | None) -> str:
     clean: dict[str, Any] = {}
     for key, value in tags.items():
         if not isinstance(key, str):
-            raise TypeError(f"tag names must be str, got {key!r}")
+            raise TypeError(f"tag names must be str, got {type(key).__name__}")
         if isinstance(value, float) and not math.isfinite(value):
             clean[key] = str(value)
         elif value is None or isinstance(value, str | bool | int | float):
@@ -119,29 +157,34 @@ def capture_exception(exc: BaseException | None = None, **tags: Any) -> str | No
             logger.debug("capture_exception() called outside an except block; nothing captured")
             return None
     if not isinstance(exc, BaseException):
-        raise TypeError(f"capture_exception() takes an exception, got {type(exc).__name__}")
+        _drop_invalid(
+            "an error event",
+            f"capture_exception() takes an exception, got {type(exc).__name__}",
+        )
+        return None
     if is_captured(exc):
         return None
 
     collector = active_collector()
-    scrub_fields = (
-        collector.settings.scrub_fields if collector is not None else DEFAULT_SCRUB_FIELDS
-    )
+    settings = collector.settings if collector is not None else None
+    scrub_fields = settings.scrub_fields if settings is not None else DEFAULT_SCRUB_FIELDS
     recorder = current_request()
-    if recorder is not None:
-        trace_id = recorder.trace_id
-        request = recorder.request_context()
-    else:
-        trace_id = None
-        request = None
-
-    event = build_error_event(
-        exc,
-        ts=_now_ms(),
-        trace_id=trace_id,
-        request=request,
-        tags=scrub_tags(tags, scrub_fields),
-    )
+    trace_id = recorder.trace_id if recorder is not None else None
+    try:
+        request = recorder.request_context() if recorder is not None else None
+        event = build_error_event(
+            exc,
+            ts=_now_ms(),
+            trace_id=trace_id,
+            request=request,
+            tags=scrub_tags(tags, scrub_fields),
+            release=settings.release if settings is not None else None,
+            environment=settings.environment if settings is not None else None,
+        )
+    except Exception:
+        # A bug in capture must not break the app's own error handling.
+        logger.exception("Hauswacht failed to build an error event for %s", type(exc).__name__)
+        return None
     mark_captured(exc)
     if not _put(event):
         return None
@@ -153,20 +196,34 @@ def record_metric(
 ) -> bool:
     """Queue one observation of metric `name`; return False when it was dropped.
 
-    `tags` become canonical JSON (sorted keys), so equal tag sets share one rollup row.
+    `tags` become canonical JSON (sorted keys), so equal tag sets share one
+    rollup row. Invalid arguments drop the observation (see the module
+    docstring) instead of raising.
     """
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
-        raise ValueError(_bad_name_message(name))
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"metric {name!r}: value must be an int or float, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"metric {name!r}: value must be finite, got {value!r}")
-    if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT):
-        raise ValueError(
-            f"metric {name!r}: unit must be a str of at most {MAX_UNIT} characters, got {unit!r}"
-        )
-    event = MetricEvent(_now_ms(), name, float(value), unit, canonical_tags(tags))
+    problem = _metric_problem(name, value, unit)
+    if problem is None:
+        try:
+            tags_json = canonical_tags(tags)
+        except TypeError as exc:
+            problem = str(exc)
+    if problem is not None:
+        _drop_invalid(f"metric {_describe_name(name)}", problem)
+        return False
+    event = MetricEvent(_now_ms(), name, float(value), unit, tags_json)
     return _put(event)
+
+
+def _metric_problem(name: object, value: object, unit: object) -> str | None:
+    """Describe what is wrong with a metric's name, value or unit, or return None."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        return f"the name must be a non-empty str of at most {MAX_NAME} characters"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"the value must be an int or float, got {type(value).__name__}"
+    if not math.isfinite(value):
+        return f"the value must be finite, got a non-finite {type(value).__name__}"
+    if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT):
+        return f"the unit must be a str of at most {MAX_UNIT} characters"
+    return None
 
 
 # The `with measure(...)` blocks open in the current context, innermost first,
@@ -188,13 +245,18 @@ class measure:
         async def plan(...): ...
 
     The duration is recorded in `unit` ("ms" by default; "s", "us" and "ns"
-    also work), also when the block raises. One measure object may be used by
+    also work), also when the block raises. A name that is not a str
+    or tags that are not a mapping with str keys raise TypeError, and an
+    empty or too long name or an unknown unit raise ValueError, here, when the
+    object is created. One measure object may be used by
     several threads and tasks at once, and nested in itself, because start
     times are kept per context.
     """
 
     def __init__(self, name: str, unit: str = "ms", tags: Mapping[str, Any] | None = None) -> None:
-        if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        if not isinstance(name, str):
+            raise TypeError(_bad_name_message(name))
+        if not name or len(name) > MAX_NAME:
             raise ValueError(_bad_name_message(name))
         if unit not in _TIME_UNITS:
             raise ValueError(

@@ -7,6 +7,12 @@ await from many tasks at once. `stop()` drains the queue into the database
 and closes the writer. It is idempotent too, and a stopped collector does not
 start again.
 
+Drops are logged, rate-limited to one line per DROP_LOG_PERIOD seconds with
+the count since the last line. A full queue gives a warning. Drops because
+the writer could not start give an error naming the database path and the
+reason. After a failed `start()` every event is
+dropped and counted at once, since nothing would ever drain the queue.
+
 The active collector is the one that `capture_exception()`, `record_metric()`
 and `measure()` feed. A collector becomes active when it is created and again
 when it starts, so the most recently created or started one wins. It stops
@@ -26,17 +32,45 @@ import atexit
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from hauswacht.collector.settings import Settings
 from hauswacht.writer.events import Event
-from hauswacht.writer.queue import EventQueue
+from hauswacht.writer.queue import DROP_WRITE_FAILED, EventQueue
 from hauswacht.writer.schema import DatabaseError
 from hauswacht.writer.writer import Writer
 
 logger = logging.getLogger(__name__)
 
 _active: Collector | None = None
+
+DROP_INVALID = "invalid"  # drop reason for events built from invalid arguments
+DROP_LOG_PERIOD = 60.0  # seconds between two log lines about the same kind of drop
+
+
+class LogLimiter:
+    """Count repeated events and log at most one line per `period` seconds, with the count.
+
+    Safe to call from any thread; the lock is only taken on this slow path.
+    """
+
+    def __init__(self, period: float = DROP_LOG_PERIOD) -> None:
+        self.period = period
+        self._lock = threading.Lock()
+        self._last: float | None = None
+        self._count = 0
+
+    def hit(self, count: int = 1) -> int:
+        """Count `count` occurrences; return how many to log now, or 0 within the period."""
+        now = time.monotonic()
+        with self._lock:
+            self._count += count
+            if self._last is not None and now - self._last < self.period:
+                return 0
+            self._last = now
+            count, self._count = self._count, 0
+        return count
 
 
 def active_collector() -> Collector | None:
@@ -61,6 +95,8 @@ class Collector:
         self.ready = False
         self.start_error: DatabaseError | None = None
         self._start_lock: asyncio.Lock | None = None
+        self._queue_full_log = LogLimiter()
+        self._start_failed_log = LogLimiter()
         self.activate()
 
     def activate(self) -> None:
@@ -69,8 +105,40 @@ class Collector:
         _active = self
 
     def put(self, event: Event) -> bool:
-        """Queue `event` without blocking; return False when the full queue dropped it."""
-        return self.queue.put(event)
+        """Queue `event` without blocking; return False when it was dropped (and counted)."""
+        if self.start_error is not None:
+            self.queue.count_dropped(1, DROP_WRITE_FAILED)
+            self._log_start_failed_drops()
+            return False
+        if self.queue.put(event):
+            return True
+        count = self._queue_full_log.hit()
+        if count:
+            logger.warning(
+                "Hauswacht event queue is full (queue_size=%d): %d events dropped since the "
+                "last warning; raise queue_size or lower flush_interval if this repeats",
+                self.queue.maxsize,
+                count,
+            )
+        return False
+
+    def count_invalid(self) -> None:
+        """Count one event dropped because the application passed invalid arguments."""
+        self.queue.count_dropped(1, DROP_INVALID)
+
+    def _log_start_failed_drops(self, count: int = 1) -> None:
+        reported = self._start_failed_log.hit(count)
+        if reported:
+            reason = str(self.start_error)
+            path = str(self.settings.database)
+            if path not in reason:
+                reason = f"{path}: {reason}"
+            logger.error(
+                "Hauswacht dropped %d events since the last message because the database "
+                "cannot be used: %s",
+                reported,
+                reason,
+            )
 
     @property
     def running(self) -> bool:
@@ -107,9 +175,14 @@ class Collector:
             try:
                 await writer.start()
             except DatabaseError as exc:
+                # Not logged here: the caller reports it once (uvicorn logs
+                # lifespan.startup.failed, the middleware logs a lazy start).
                 self.start_error = exc
                 self.ready = True
-                logger.error("Hauswacht collector failed to start: %s", exc)
+                queued = len(self.queue.take(len(self.queue)))
+                if queued:
+                    self.queue.count_dropped(queued, DROP_WRITE_FAILED)
+                    self._log_start_failed_drops(queued)
                 raise
             self.writer = writer
             self.ready = True

@@ -35,9 +35,13 @@ Frames are in_app unless their file is in the standard library, in
 site-packages/dist-packages, or in Hauswacht itself.
 
 Scrubbing: a header, query or tag name is sensitive when, lower-cased and with
-"-" turned into "_", it contains one of the scrub fields (see settings.py).
-Sensitive values are replaced by "[Filtered]" before anything leaves this
-module, so they never reach the queue, the database or a log.
+"-" turned into "_", it contains one of the scrub fields, or when one of its
+words is one of DEFAULT_SCRUB_WORDS (see settings.py). Sensitive values are
+replaced by "[Filtered]" before anything leaves this module, so they never
+reach the queue, the database or a log. Query strings are split at "&" and
+at ";". A header value that is a URL (it starts with "scheme://" or "/",
+such as Referer, Origin or Location) has its query string scrubbed the same
+way. Exception messages, notes and source lines are stored as they are.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import linecache
 import os
+import re
 import sys
 import sysconfig
 import traceback
@@ -54,7 +59,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import hauswacht
-from hauswacht.collector.settings import FILTERED
+from hauswacht.collector.settings import DEFAULT_SCRUB_WORDS, FILTERED
 from hauswacht.writer.events import ErrorEvent
 
 MAX_CHAIN = 10
@@ -289,16 +294,29 @@ def current_exception() -> BaseException | None:
 # Scrubbing
 
 
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_SEPARATORS = re.compile(r"[^a-z0-9]+")
+_QUERY_SEPARATORS = re.compile(r"([&;])")
+_URL_START = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|/)")
+
+
 def is_sensitive(name: str, scrub_fields: Iterable[str]) -> bool:
-    """Tell whether a header, parameter or tag name matches one of the scrub fields."""
+    """Tell whether a header, parameter or tag name matches a scrub field or a built-in word."""
     key = name.lower().replace("-", "_")
-    return any(field in key for field in scrub_fields)
+    if any(field in key for field in scrub_fields):
+        return True
+    words = _WORD_SEPARATORS.split(_CAMEL_HUMP.sub("_", name).lower())
+    return any(word in DEFAULT_SCRUB_WORDS for word in words)
 
 
 def scrub_headers(
     headers: Iterable[tuple[bytes, bytes]], scrub_fields: Iterable[str]
 ) -> dict[str, str]:
-    """Decode ASGI headers into a dict with sensitive values filtered; repeated names are joined."""
+    """Decode ASGI headers into a dict with sensitive values filtered; repeated names are joined.
+
+    A URL-valued header (Referer, Origin, Location, ...) keeps its URL with the
+    query string scrubbed like the request's.
+    """
     fields = tuple(scrub_fields)
     result: dict[str, str] = {}
     for raw_name, raw_value in headers:
@@ -306,7 +324,7 @@ def scrub_headers(
         if is_sensitive(name, fields):
             value = FILTERED
         else:
-            value = raw_value.decode("latin-1")[:MAX_HEADER_VALUE]
+            value = scrub_url(raw_value.decode("latin-1"), fields)[:MAX_HEADER_VALUE]
         if name in result and value != FILTERED:
             result[name] = f"{result[name]}, {value}"
         else:
@@ -314,22 +332,36 @@ def scrub_headers(
     return result
 
 
-def scrub_query(query: str, scrub_fields: Iterable[str]) -> str:
+def scrub_url(value: str, scrub_fields: Iterable[str]) -> str:
+    """Scrub the query string of `value` when it is a URL or path; return other text unchanged."""
+    if "?" not in value or not _URL_START.match(value):
+        return value
+    base, _, rest = value.partition("?")
+    query, hash_sign, fragment = rest.partition("#")
+    return f"{base}?{scrub_query(query, scrub_fields, limit=None)}{hash_sign}{fragment}"
+
+
+def scrub_query(query: str, scrub_fields: Iterable[str], limit: int | None = MAX_QUERY) -> str:
     """Replace the values of sensitive parameters in a query string by "[Filtered]".
 
-    Other parameters keep their original encoding; the result is cut to MAX_QUERY characters.
+    Parameters are separated by "&" or ";" (both kept as they were). Other
+    parameters keep their original encoding; the result is cut to `limit`
+    characters (MAX_QUERY by default, None for no cut).
     """
     if not query:
         return ""
     fields = tuple(scrub_fields)
     parts = []
-    for part in query.split("&"):
+    for part in _QUERY_SEPARATORS.split(query):
+        if part in ("&", ";"):
+            parts.append(part)
+            continue
         name = part.partition("=")[0]
         if is_sensitive(unquote_plus(name), fields):
             part = f"{name}={FILTERED}"
         parts.append(part)
-    text = "&".join(parts)
-    return text[:MAX_QUERY]
+    text = "".join(parts)
+    return text if limit is None else text[:limit]
 
 
 def scrub_tags(tags: dict[str, Any] | None, scrub_fields: Iterable[str]) -> dict[str, Any]:

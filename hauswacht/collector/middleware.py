@@ -28,9 +28,14 @@ What a request event holds:
 - route: the template of the matched route (see routes.py) with the
   deployment root_path in front, or UNMATCHED_ROUTE. A 405 keeps its
   template because Starlette records the route that matched only the path.
-- status: from `http.response.start`; 500 when the app raised before it;
-  499 when the client disconnected (`http.disconnect` seen by the app's
-  receive) before it, or when the request task was cancelled before it.
+- status: from `http.response.start`. It is 499 when the client
+  disconnected before that, even if the app then sent a response, which
+  the server discards. Otherwise it is 500 when the app raised, was
+  cancelled or returned without starting a response, because uvicorn
+  sends 500 then.
+  An exception that is not an Exception subclass (other than
+  CancelledError, KeyboardInterrupt, SystemExit and GeneratorExit) is also
+  recorded as an error event and re-raised unchanged.
 - response_bytes: the body bytes the app sent (0 for HEAD, whose body the
   server discards).
 - client: the peer address, or the right-most untrusted hop of
@@ -38,6 +43,20 @@ What a request event holds:
 - trace_id: the trace-id of a valid `traceparent`, else a sanitised
   `X-Request-ID`, else 32 random hex digits; sent back as `X-Request-ID`
   unless the app set that header itself.
+
+Disconnects: the app's own receive() calls show `http.disconnect`, but many
+handlers never call receive(). So a request that has not started its
+response DISCONNECT_WATCH_DELAY seconds after it arrived gets a watcher task
+that calls the server's receive() until it sees `http.disconnect`. Messages
+it reads are buffered and handed to the app's receive() in order, so the app
+sees the same stream as without the watcher. The middleware keeps a set of
+its requests in flight, and one timer per event loop sweeps that set every
+DISCONNECT_WATCH_DELAY / 2 seconds while it is not empty, so a request is
+watched between 1 and 1.5 times the delay after it arrived. A request costs
+one set insert and one removal; a timer per request would cost more. A
+client that leaves and gets its response before it is watched is recorded
+with the status the app sent. The watcher relies on the server answering
+later receive() calls with `http.disconnect` again, as uvicorn does.
 
 Per-request state lives in a `_RequestRecorder` created for each request,
 never on the middleware. The request path does one pass over the headers, no
@@ -47,9 +66,10 @@ queue put.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
@@ -78,6 +98,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_USER_AGENT = 512
+# Seconds without a response start before a request is watched for a client
+# disconnect. Long enough that most requests never create a watcher task.
+DISCONNECT_WATCH_DELAY = 0.5
+
+# Exceptions that stop a request without being an error of the application.
+_NOT_ERRORS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 # Request headers read on the request path, by ASGI (lower-case) name.
 _USER_AGENT, _TRACEPARENT, _REQUEST_ID, _FORWARDED_FOR, _FORWARDED = range(5)
@@ -111,8 +137,9 @@ class HauswachtMiddleware:
         try:
             settings = Settings.from_options(options)
         except SettingsError as exc:
+            # Not logged here: the server logs lifespan.startup.failed, and
+            # without lifespan every request raises it.
             self.settings_error = exc
-            logger.error("%s", exc)
             settings = Settings()
         self.settings = settings
         self.collector = Collector(settings) if self.settings_error is None else None
@@ -121,6 +148,12 @@ class HauswachtMiddleware:
         self._skip_exact = settings.skip_exact
         self._skip_prefixes = settings.skip_prefixes
         self._put = self.collector.put if self.collector is not None else None
+        self._start_failure_logged = False
+        # Requests in flight on `_sweep_loop`, for the disconnect sweep (see
+        # the module docstring). Each request adds and removes only itself.
+        self._in_flight: set[_RequestRecorder] = set()
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -145,29 +178,67 @@ class HauswachtMiddleware:
             return
 
         recorder = _RequestRecorder(self, scope, receive, send)
+        in_flight = self._in_flight
+        if self._sweep_timer is None or self._sweep_loop is not asyncio.get_running_loop():
+            in_flight = self._start_sweeping()
+        in_flight.add(recorder)
         token = _current_request.set(recorder)
         try:
             await self.app(scope, recorder.receive, recorder.send)
-        except Exception as exc:
-            recorder.record_error(exc)
-            raise
-        except BaseException:
-            recorder.interrupted = True
+        except BaseException as exc:
+            if not isinstance(exc, _NOT_ERRORS):
+                recorder.record_error(exc)
             raise
         finally:
             _current_request.reset(token)
+            in_flight.discard(recorder)
+            recorder.stop_watching()
             try:
                 recorder.finish()
             except Exception:
                 # A bug here must not replace the app's response or exception.
                 _log_recording_failure()
 
+    def _start_sweeping(self) -> set[_RequestRecorder]:
+        loop = asyncio.get_running_loop()
+        if self._sweep_loop is not loop:
+            # A new event loop (the old one ended, as in tests that call
+            # asyncio.run() again): requests of the old loop are not swept.
+            self._sweep_loop = loop
+            self._in_flight = set()
+        self._sweep_timer = loop.call_later(DISCONNECT_WATCH_DELAY / 2, self._sweep)
+        return self._in_flight
+
+    def _sweep(self) -> None:
+        """Start watching requests that have waited DISCONNECT_WATCH_DELAY for a response."""
+        self._sweep_timer = None
+        if asyncio.get_running_loop() is not self._sweep_loop:
+            return  # a timer of a loop this middleware no longer sweeps
+        if not self._in_flight:
+            return  # the next request starts the timer again
+        delay = DISCONNECT_WATCH_DELAY
+        now = time.perf_counter()
+        for recorder in list(self._in_flight):
+            waiting = recorder.status is None and recorder.watcher is None
+            if waiting and now - recorder.start >= delay:
+                recorder.start_watching()
+        self._sweep_timer = self._sweep_loop.call_later(delay / 2, self._sweep)
+
     async def _start_lazily(self, collector: Collector) -> None:
-        # A DatabaseError is logged by the collector. The app keeps serving, and
-        # events queue up to queue_size and are then counted as dropped.
-        with contextlib.suppress(DatabaseError):
+        # The app keeps serving when the database cannot be used. The
+        # collector then drops and counts every event, and logs the drops
+        # (rate-limited) with the path and the reason.
+        try:
             await collector.start()
-            defer_sigterm_until_exit()
+        except DatabaseError as exc:
+            if not self._start_failure_logged:
+                self._start_failure_logged = True
+                logger.error(
+                    "Hauswacht failed to start, so the app keeps serving without recording: %s",
+                    exc,
+                )
+            return
+        defer_sigterm_until_exit()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         collector = self.collector
@@ -213,17 +284,19 @@ class _RequestRecorder:
     __slots__ = (
         "_receive",
         "_send",
+        "arrived",
         "body_bytes",
+        "buffer",
         "count_body",
         "disconnected",
         "end",
         "entry_app",
         "forwarded",
         "forwarded_for",
-        "interrupted",
         "method",
         "middleware",
         "path",
+        "receiving",
         "root_path",
         "scope",
         "start",
@@ -233,6 +306,7 @@ class _RequestRecorder:
         "ts",
         "ttfb",
         "user_agent",
+        "watcher",
     )
 
     def __init__(self, middleware: HauswachtMiddleware, scope: Scope, receive: Receive, send: Send):
@@ -254,7 +328,12 @@ class _RequestRecorder:
         self.end: float | None = None
         self.body_bytes = 0
         self.disconnected = False
-        self.interrupted = False
+        # Disconnect watching (see the module docstring): the watcher task,
+        # and the messages it read that the app has not.
+        self.watcher: asyncio.Task | None = None
+        self.buffer: deque[Message] = deque()
+        self.arrived: asyncio.Event | None = None
+        self.receiving = False
 
         user_agent = traceparent = request_id = forwarded_for = forwarded = None
         wanted = _WANTED_HEADERS
@@ -282,10 +361,60 @@ class _RequestRecorder:
         self.trace_header = self.trace_id.encode("ascii")
 
     async def receive(self) -> Message:
-        message = await self._receive()
+        if self.watcher is not None:
+            return await self._receive_watched()
+        self.receiving = True
+        try:
+            message = await self._receive()
+        finally:
+            self.receiving = False
         if message["type"] == "http.disconnect" and self.status is None:
             self.disconnected = True
         return message
+
+    async def _receive_watched(self) -> Message:
+        buffer = self.buffer
+        while not buffer:
+            if self.watcher.done():
+                # The watcher stopped at http.disconnect, which the app already
+                # took from the buffer. uvicorn returns http.disconnect again.
+                return await self._receive()
+            self.arrived.clear()
+            await self.arrived.wait()
+        return buffer.popleft()
+
+    def start_watching(self) -> None:
+        """Start the watcher task, unless the app is inside the server's receive() right now.
+
+        That app receives a disconnect itself, and a second concurrent
+        receive() would race with it, so the next sweep tries again.
+        """
+        if self.receiving:
+            return
+        self.arrived = asyncio.Event()
+        self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        receive = self._receive
+        while True:
+            try:
+                message = await receive()
+            except Exception:
+                # The app's next receive() meets the same server error itself.
+                logger.debug("Hauswacht stopped watching a request for disconnects", exc_info=True)
+                self.arrived.set()
+                return
+            self.buffer.append(message)
+            self.arrived.set()
+            if message["type"] == "http.disconnect":
+                if self.status is None:
+                    self.disconnected = True
+                return
+
+    def stop_watching(self) -> None:
+        """Cancel the watcher task; runs when the app returned or raised."""
+        if self.watcher is not None and not self.watcher.done():
+            self.watcher.cancel()
 
     async def send(self, message: Message) -> None:
         message_type = message["type"]
@@ -334,10 +463,11 @@ class _RequestRecorder:
             "client": self.client(),
         }
 
-    def record_error(self, exc: Exception) -> None:
+    def record_error(self, exc: BaseException) -> None:
         """Queue an ErrorEvent for an exception the app raised, unless it was captured already."""
         if is_captured(exc):
             return
+        settings = self.middleware.settings
         try:
             event = build_error_event(
                 exc,
@@ -345,6 +475,8 @@ class _RequestRecorder:
                 trace_id=self.trace_id,
                 request=self.request_context(),
                 tags={},
+                release=settings.release,
+                environment=settings.environment,
             )
         except Exception:
             _log_recording_failure()
@@ -366,7 +498,7 @@ class _RequestRecorder:
         elif self.status is not None:
             status = self.status
         else:
-            status = 499 if self.interrupted else 500
+            status = 500
 
         settings = self.middleware.settings
         path = self.path

@@ -1,9 +1,13 @@
 """Collector settings: middleware keyword arguments with `HAUSWACHT_*` environment defaults.
 
 Each setting is taken from, in this order: the keyword argument, the
-environment variable, the built-in default. `Settings.from_options()` checks
-every value and raises `SettingsError` naming the setting, the value and what
-is accepted.
+environment variable, the built-in default. An environment variable that is
+empty or only blanks counts as unset. `Settings.from_options()` checks every
+value against its type and range and raises `SettingsError` naming the
+setting, the value and what is accepted. It also warns once per process about
+each `HAUSWACHT_*` variable that no part of Hauswacht reads (see
+KNOWN_ENVIRONMENT_VARIABLES), since a misspelled name would otherwise be
+ignored without a word.
 
 SETTINGS below is the one list of names, environment variables, defaults and
 units; the README table is written from it.
@@ -13,21 +17,25 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import math
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_DATABASE = "./hauswacht-data/events.db"
 
-# Header and parameter names whose values are replaced by FILTERED in captured
-# request context. Names are matched case-insensitively as substrings after
-# "-" is turned into "_", so "X-Api-Key" matches "api_key".
+# Header, parameter and tag names whose values are replaced by FILTERED in
+# captured request context. A name is lower-cased and "-" becomes "_" before
+# matching. DEFAULT_SCRUB_FIELDS match as substrings, so "X-Api-Key" matches
+# "api_key" and "sessionid" matches "session".
 DEFAULT_SCRUB_FIELDS = (
     "password",
     "passwd",
+    "pwd",
     "secret",
     "token",
     "api_key",
@@ -35,8 +43,41 @@ DEFAULT_SCRUB_FIELDS = (
     "auth",
     "credential",
     "cookie",
+    "session",
+    "csrf",
+    "xsrf",
+    "signature",
+    "jwt",
+    "bearer",
+    "private",
 )
+# These short names match only as a whole word of the name, where words are
+# split at "_", "-", ".", other punctuation and camelCase humps: "sid",
+# "X-Sig", "signing_key" and "apiKey" match, while "inside", "design" and
+# "monkey" do not.
+DEFAULT_SCRUB_WORDS = ("sid", "sig", "key")
 FILTERED = "[Filtered]"
+
+# HAUSWACHT_* variables read outside the collector settings (vault, CLI
+# language, demo, screenshots). Together with SETTINGS this is the one list of
+# known names; an unknown HAUSWACHT_* variable gets a warning at startup.
+OTHER_ENVIRONMENT_VARIABLES = (
+    "HAUSWACHT_VAULT",
+    "HAUSWACHT_MASTER_KEY",
+    "HAUSWACHT_MASTER_KEY_FILE",
+    "HAUSWACHT_LANG",
+    "HAUSWACHT_DEMO_PASSWORD",
+    "HAUSWACHT_SCREENSHOTS",
+)
+
+# Ranges of the numeric settings, inclusive.
+QUEUE_SIZE_RANGE = (1, 10_000_000)
+BATCH_SIZE_RANGE = (1, 100_000)
+FLUSH_INTERVAL_RANGE = (0.01, 3600.0)
+BUSY_TIMEOUT_RANGE = (0, 600_000)
+MAX_PATH_LENGTH_RANGE = (16, 65_536)
+MAX_DB_MB_RANGE = (0.01, 16_777_216.0)  # up to 16 TiB
+MAX_LABEL = 200  # characters of release and environment
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -69,7 +110,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "queue_size",
         "HAUSWACHT_QUEUE_SIZE",
         "10000",
-        "events",
+        "events, 1 to 10,000,000",
         "Capacity of the in-memory queue, and of the list of events kept for retry after a "
         "failed write; an event that finds either full is dropped and counted.",
     ),
@@ -77,21 +118,21 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "batch_size",
         "HAUSWACHT_BATCH_SIZE",
         "500",
-        "events",
+        "events, 1 to 100,000",
         "Events per write transaction; a full batch is written before the interval ends.",
     ),
     SettingSpec(
         "flush_interval",
         "HAUSWACHT_FLUSH_INTERVAL",
         "1.0",
-        "seconds",
+        "seconds, 0.01 to 3600",
         "Longest time an event waits in the queue before it is written.",
     ),
     SettingSpec(
         "busy_timeout",
         "HAUSWACHT_BUSY_TIMEOUT",
         "5000",
-        "milliseconds",
+        "milliseconds, 0 to 600,000",
         "SQLite busy_timeout: how long a write waits for another process's lock.",
     ),
     SettingSpec(
@@ -106,9 +147,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "HAUSWACHT_SCRUB_FIELDS",
         "(none)",
         "names, comma-separated",
-        "Header, query-parameter and tag names to filter, in addition to the built-in list "
-        "(authorization, cookie, password, passwd, secret, token, api_key, apikey, "
-        "auth, credential; case-insensitive substrings).",
+        "Header, query-parameter and tag names to filter, in addition to the built-in ones. "
+        "Names are compared lower-case with `-` read as `_`. Your names and these built-in "
+        "ones match anywhere in a name (`X-Session-Id` matches `session`): "
+        + ", ".join(DEFAULT_SCRUB_FIELDS)
+        + ". These built-in ones match only a whole word of a name, split at punctuation and "
+        "camelCase (`sig`, `x-sid`, `signing_key`, `apiKey` match; `design`, `inside`, "
+        "`monkey` do not): " + ", ".join(DEFAULT_SCRUB_WORDS) + ".",
     ),
     SettingSpec(
         "skip_paths",
@@ -128,19 +173,37 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "max_path_length",
         "HAUSWACHT_MAX_PATH_LENGTH",
         "512",
-        "characters",
+        "characters, 16 to 65,536",
         "Stored request paths are cut to this length.",
     ),
     SettingSpec(
         "max_db_mb",
         "HAUSWACHT_MAX_DB_MB",
         "(unlimited)",
-        "MiB",
-        "Cap on the database size; events that do not fit are dropped and counted.",
+        "MiB, 0.01 to 16,777,216",
+        "Cap on the database size; events that do not fit are dropped and counted. "
+        "For no cap, leave the variable unset or empty, or pass `None`.",
+    ),
+    SettingSpec(
+        "release",
+        "HAUSWACHT_RELEASE",
+        "(none)",
+        f"text, at most {MAX_LABEL} characters",
+        "Release (version) of the application, stored with every error event.",
+    ),
+    SettingSpec(
+        "environment",
+        "HAUSWACHT_ENVIRONMENT",
+        "(none)",
+        f"text, at most {MAX_LABEL} characters",
+        "Deployment environment, such as `production` or `staging`, stored with every error event.",
     ),
 )
 
 _SPECS = {spec.name: spec for spec in SETTINGS}
+KNOWN_ENVIRONMENT_VARIABLES = frozenset(
+    [spec.env for spec in SETTINGS] + list(OTHER_ENVIRONMENT_VARIABLES)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +223,8 @@ class Settings:
     record_query: bool = False
     max_path_length: int = 512
     max_db_mb: float | None = None
+    release: str | None = None
+    environment: str | None = None
 
     @classmethod
     def from_options(
@@ -172,6 +237,7 @@ class Settings:
         """
         options = dict(options or {})
         environ = os.environ if environ is None else environ
+        warn_unknown_environment(environ)
         unknown = sorted(set(options) - set(_SPECS))
         if unknown:
             raise SettingsError(_unknown_message(unknown[0]))
@@ -180,7 +246,7 @@ class Settings:
         for spec in SETTINGS:
             if spec.name in options:
                 raw, source, from_env = options[spec.name], spec.name, False
-            elif spec.env in environ:
+            elif environ.get(spec.env, "").strip():
                 raw, source, from_env = environ[spec.env], spec.env, True
             else:
                 continue
@@ -197,6 +263,34 @@ class Settings:
         return cls(**values)
 
 
+_PREFIX = "HAUSWACHT_"
+_warned_variables: set[str] = set()
+
+
+def unknown_environment_variables(environ: Mapping[str, str]) -> list[str]:
+    """Return the names of `HAUSWACHT_*` variables in `environ` that no part of Hauswacht reads."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(_PREFIX) and name not in KNOWN_ENVIRONMENT_VARIABLES
+    )
+
+
+def warn_unknown_environment(environ: Mapping[str, str]) -> None:
+    """Log a warning, once per process and name, for each unknown `HAUSWACHT_*` variable."""
+    for name in unknown_environment_variables(environ):
+        if name in _warned_variables:
+            continue
+        _warned_variables.add(name)
+        # Compared without the shared prefix, which would make every name look close.
+        suffixes = sorted(known.removeprefix(_PREFIX) for known in KNOWN_ENVIRONMENT_VARIABLES)
+        close = difflib.get_close_matches(name.removeprefix(_PREFIX), suffixes, n=1)
+        hint = f"; did you mean {_PREFIX}{close[0]}?" if close else ""
+        logger.warning(
+            "environment variable %s is not a Hauswacht setting and is ignored%s", name, hint
+        )
+
+
 def _unknown_message(name: str) -> str:
     known = ", ".join(sorted(_SPECS))
     close = difflib.get_close_matches(name, list(_SPECS), n=1)
@@ -210,8 +304,9 @@ def _invalid(source: str, raw: Any, expected: str) -> SettingsError:
     )
 
 
-def _parse_int(raw: Any, source: str, from_env: bool, minimum: int) -> int:
-    expected = f"an integer of at least {minimum}"
+def _parse_int(raw: Any, source: str, from_env: bool, bounds: tuple[int, int]) -> int:
+    minimum, maximum = bounds
+    expected = f"an integer from {minimum:,} to {maximum:,}"
     if from_env:
         try:
             value = int(raw.strip())
@@ -221,12 +316,14 @@ def _parse_int(raw: Any, source: str, from_env: bool, minimum: int) -> int:
         value = raw
     else:
         raise _invalid(source, raw, expected)
-    if value < minimum:
+    if not minimum <= value <= maximum:
         raise _invalid(source, raw, expected)
     return value
 
 
-def _parse_float(raw: Any, source: str, from_env: bool, expected: str) -> float:
+def _parse_float(
+    raw: Any, source: str, from_env: bool, bounds: tuple[float, float], expected: str
+) -> float:
     if from_env:
         try:
             value = float(raw.strip())
@@ -236,7 +333,9 @@ def _parse_float(raw: Any, source: str, from_env: bool, expected: str) -> float:
         value = float(raw)
     else:
         raise _invalid(source, raw, expected)
-    if not math.isfinite(value) or value <= 0:
+    minimum, maximum = bounds
+    # NaN fails both comparisons, so it is rejected too.
+    if not minimum <= value <= maximum:
         raise _invalid(source, raw, expected)
     return value
 
@@ -266,29 +365,49 @@ def _parse_database(raw: Any, source: str, from_env: bool) -> Path:
 
 
 def _parse_queue_size(raw: Any, source: str, from_env: bool) -> int:
-    return _parse_int(raw, source, from_env, minimum=1)
+    return _parse_int(raw, source, from_env, QUEUE_SIZE_RANGE)
 
 
 def _parse_batch_size(raw: Any, source: str, from_env: bool) -> int:
-    return _parse_int(raw, source, from_env, minimum=1)
+    return _parse_int(raw, source, from_env, BATCH_SIZE_RANGE)
 
 
 def _parse_busy_timeout(raw: Any, source: str, from_env: bool) -> int:
-    return _parse_int(raw, source, from_env, minimum=0)
+    return _parse_int(raw, source, from_env, BUSY_TIMEOUT_RANGE)
 
 
 def _parse_max_path_length(raw: Any, source: str, from_env: bool) -> int:
-    return _parse_int(raw, source, from_env, minimum=1)
+    return _parse_int(raw, source, from_env, MAX_PATH_LENGTH_RANGE)
 
 
 def _parse_flush_interval(raw: Any, source: str, from_env: bool) -> float:
-    return _parse_float(raw, source, from_env, "a number of seconds greater than 0")
+    minimum, maximum = FLUSH_INTERVAL_RANGE
+    expected = f"a number of seconds from {minimum:g} to {maximum:g}"
+    return _parse_float(raw, source, from_env, FLUSH_INTERVAL_RANGE, expected)
 
 
 def _parse_max_db_mb(raw: Any, source: str, from_env: bool) -> float | None:
-    if raw is None or (from_env and raw.strip().lower() in ("", "none", "unlimited")):
+    if raw is None or (from_env and raw.strip().lower() in ("none", "unlimited")):
         return None
-    return _parse_float(raw, source, from_env, "a size in MiB greater than 0, or None")
+    minimum, maximum = MAX_DB_MB_RANGE
+    if from_env:
+        no_cap = f"unset {source} (or set it to an empty value) for no cap"
+    else:
+        no_cap = "pass None for no cap"
+    expected = f"a size in MiB from {minimum:g} to {maximum:,.0f}; {no_cap}"
+    return _parse_float(raw, source, from_env, MAX_DB_MB_RANGE, expected)
+
+
+def _parse_label(raw: Any, source: str, from_env: bool) -> str | None:
+    expected = f"text of 1 to {MAX_LABEL} characters without control characters"
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise _invalid(source, raw, expected)
+    text = raw.strip()
+    if not text or len(text) > MAX_LABEL or not text.isprintable():
+        raise _invalid(source, raw, expected)
+    return text
 
 
 def _parse_record_query(raw: Any, source: str, from_env: bool) -> bool:
@@ -362,6 +481,8 @@ _PARSERS = {
     "record_query": _parse_record_query,
     "max_path_length": _parse_max_path_length,
     "max_db_mb": _parse_max_db_mb,
+    "release": _parse_label,
+    "environment": _parse_label,
 }
 
 

@@ -24,6 +24,11 @@ STREAM_CHUNKS = 5
 STREAM_CHUNK = b"x" * 100
 BACKGROUND_SECONDS = 0.3
 SLOW_SECONDS = 5.0
+MAX_SLEEP_SECONDS = 10.0
+
+
+class Abort(BaseException):
+    """Not an Exception subclass, so Starlette's error middleware lets it through."""
 
 
 class TourNotFound(Exception):
@@ -79,6 +84,17 @@ async def slow(request: Request) -> PlainTextResponse:
     return PlainTextResponse("done")
 
 
+async def sleep(request: Request) -> PlainTextResponse:
+    """Sleep for ?seconds= (at most MAX_SLEEP_SECONDS) without ever calling receive()."""
+    seconds = min(float(request.query_params.get("seconds", "1")), MAX_SLEEP_SECONDS)
+    await asyncio.sleep(seconds)
+    return PlainTextResponse("slept")
+
+
+async def abort(request: Request) -> PlainTextResponse:
+    raise Abort("request aborted by the view")
+
+
 async def metrics(request: Request) -> PlainTextResponse:
     """Record one metric from the loop and one from a worker thread, and time both ways."""
     record_metric("loop.value", 1.5, unit="items", tags={"where": "loop", "a": 1})
@@ -116,6 +132,8 @@ routes = [
     Route("/boom", boom),
     Route("/background", background),
     Route("/slow", slow),
+    Route("/sleep", sleep),
+    Route("/abort", abort),
     Route("/metrics", metrics),
     Route("/captured", captured),
     Mount("/api", routes=[Route("/tours/{tour_id}", tour), Route("/ping", home)]),
