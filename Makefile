@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/hauswacht demo
+	$(BIN)/hauswacht demo --dashboard
 
 test: $(BIN)/.installed
 	$(BIN)/pytest -q

@@ -11,21 +11,33 @@ The app has templated routes (`/api/tours/{tour_id}`,
 a slow route, a route that records a custom metric and one timed with
 `measure()`. Unknown paths are requested too, and land on the shared
 unmatched-route label.
+
+`serve_demo_and_dashboard()` drives the same traffic but keeps the example
+app running afterwards and starts a dashboard app beside it on 127.0.0.1
+(port DASHBOARD_PORT, or a free port when that one is taken). Both serve
+until SIGINT or SIGTERM, which stop the dashboard and then the example app
+gracefully, so its writer drains as in `run_demo()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import http.client
 import itertools
 import logging
 import random
+import secrets
+import signal
 import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import uvicorn
@@ -33,8 +45,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from hauswacht.collector import HauswachtMiddleware, measure, record_metric
+from hauswacht.collector.collector import Collector
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +59,7 @@ KNOWN_TOURS = 40  # tour ids above this get a 404 response
 CLIENT_TIMEOUT_SECONDS = 10.0
 THINK_TIME_SECONDS = (0.002, 0.018)  # pause of each client between requests, uniform
 STARTUP_TIMEOUT_SECONDS = 15.0
+DASHBOARD_PORT = 8111
 
 
 class RoutingEngineError(RuntimeError):
@@ -238,15 +253,25 @@ class _HideIntendedErrors(logging.Filter):
         return not isinstance(exc, RoutingEngineError)
 
 
-async def serve_and_drive(
-    database: str | Path, duration: float, max_requests: int, clients: int
-) -> DemoResult:
-    """Serve the demo app on a free port, drive traffic at it, then stop the server gracefully."""
+def _listening_socket(port: int) -> socket.socket:
+    """Bind a TCP socket to HOST and `port` (0: a free port); raises OSError when taken."""
     # IPPROTO_TCP explicitly, because asyncio sets TCP_NODELAY only on sockets whose
     # protocol is IPPROTO_TCP. Without it each response waited ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
+    try:
+        sock.bind((HOST, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve_and_drive(
+    database: str | Path, duration: float, max_requests: int, clients: int
+) -> DemoResult:
+    """Serve the demo app on a free port, drive traffic at it, then stop the server gracefully."""
+    sock = _listening_socket(0)
     port = sock.getsockname()[1]
 
     config = uvicorn.Config(
@@ -294,3 +319,195 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo server and traffic for at most `duration` s and `max_requests` requests."""
     return asyncio.run(serve_and_drive(database, duration, max_requests, clients))
+
+
+# --- the demo with the dashboard -----------------------------------------------------
+
+
+class _CallerSignalsServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT and SIGTERM to its caller.
+
+    uvicorn's own handlers would stop only the server started last, and then
+    raise the signal again after it stopped, which kills the process on SIGTERM.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class DashboardDemo:
+    """URLs of a running demo with dashboard; `port_taken` when DASHBOARD_PORT was in use."""
+
+    result: DemoResult
+    dashboard_url: str
+    port_taken: bool
+
+
+def _dashboard_socket(port: int) -> tuple[socket.socket, bool]:
+    """Bind `port` on HOST, or a free port when it is in use; return the socket and whether."""
+    try:
+        return _listening_socket(port), False
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise DemoError(f"cannot listen on {HOST}:{port} ({exc.strerror})") from exc
+    logger.info("port %d on %s is in use; the demo dashboard takes a free port", port, HOST)
+    return _listening_socket(0), True
+
+
+def _find_collector(app: Any) -> Collector | None:
+    """Return the collector of the HauswachtMiddleware in a started Starlette app's stack."""
+    layer = getattr(app, "middleware_stack", None)
+    while layer is not None:
+        if isinstance(layer, HauswachtMiddleware):
+            return layer.collector
+        layer = getattr(layer, "app", None)
+    return None
+
+
+async def _start(server: uvicorn.Server, sock: socket.socket, url: str) -> asyncio.Task:
+    """Start `server` on `sock` and wait until it accepts connections."""
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    started_by = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while not server.started:
+        if task.done() or time.monotonic() > started_by:
+            server.should_exit = True
+            await task
+            raise DemoError(f"the server on {url} did not start; see the log above")
+        await asyncio.sleep(0.02)
+    return task
+
+
+async def serve_demo_and_dashboard(
+    database: str | Path,
+    duration: float,
+    max_requests: int,
+    clients: int,
+    dashboard_app: ASGIApp,
+    on_ready: Callable[[DashboardDemo], None],
+    dashboard_port: int = DASHBOARD_PORT,
+) -> DemoResult:
+    """Drive traffic at the demo app, then serve it and `dashboard_app` until SIGINT or SIGTERM.
+
+    `on_ready` is called once both serve, after the traffic's events are
+    written. A signal during the traffic run stops both servers without
+    starting the dashboard, and `on_ready` is not called.
+    Raises DemoError when a server cannot start.
+    """
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop_requested.set)
+
+    app_sock = _listening_socket(0)
+    port = app_sock.getsockname()[1]
+    app = build_app(database)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
+    app_server = _CallerSignalsServer(config)
+    dashboard_server: uvicorn.Server | None = None
+    dashboard_task: asyncio.Task | None = None
+    dashboard_sock: socket.socket | None = None
+    error_filter = _HideIntendedErrors()
+    logging.getLogger("uvicorn.error").addFilter(error_filter)
+    result = DemoResult(url=f"http://{HOST}:{port}", seconds=0.0, clients=clients)
+    stop_clients = threading.Event()
+    app_task: asyncio.Task | None = None
+    try:
+        app_task = await _start(app_server, app_sock, result.url)
+        logger.info("demo server listening on %s", result.url)
+        began = time.monotonic()
+        drive_task = asyncio.create_task(
+            asyncio.to_thread(drive_traffic, port, result, duration, max_requests, stop_clients)
+        )
+        stop_wait = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait({drive_task, stop_wait, app_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_clients.set()
+        await drive_task
+        result.seconds = time.monotonic() - began
+        if stop_requested.is_set() or app_task.done():
+            stop_wait.cancel()
+            return result
+
+        collector = _find_collector(app)
+        if collector is not None:
+            await collector.flush()  # so the dashboard shows every request sent
+
+        dashboard_sock, port_taken = _dashboard_socket(dashboard_port)
+        dashboard_url = f"http://{HOST}:{dashboard_sock.getsockname()[1]}/"
+        dashboard_config = uvicorn.Config(
+            dashboard_app, lifespan="off", log_level="warning", access_log=False
+        )
+        dashboard_server = _CallerSignalsServer(dashboard_config)
+        dashboard_task = await _start(dashboard_server, dashboard_sock, dashboard_url)
+        logger.info("demo dashboard listening on %s", dashboard_url)
+        on_ready(DashboardDemo(result, dashboard_url, port_taken))
+
+        running = {stop_wait, app_task, dashboard_task}
+        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+    finally:
+        stop_clients.set()
+        # The dashboard first, then the example app, whose lifespan shutdown drains its writer.
+        if dashboard_server is not None and dashboard_task is not None:
+            dashboard_server.should_exit = True
+            await dashboard_task
+        if app_task is not None:
+            app_server.should_exit = True
+            await app_task
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signal_number)
+        logging.getLogger("uvicorn.error").removeFilter(error_filter)
+        app_sock.close()
+        if dashboard_sock is not None:
+            dashboard_sock.close()
+    return result
+
+
+DEMO_USER = "demo"
+DEMO_PASSWORD_VARIABLE = "HAUSWACHT_DEMO_PASSWORD"
+
+
+@dataclass
+class DemoLogin:
+    """The dashboard login of the demo: `password` is set only when it was generated now."""
+
+    user: str | None  # None when the users file already had users
+    password: str | None
+    from_environment: bool
+    users_file: Path
+
+
+def ensure_demo_user(users_file: Path, environment_password: str | None) -> DemoLogin:
+    """Create the user DEMO_USER in `users_file` unless the file already has users.
+
+    The password is `environment_password` when given, else a generated one.
+    Raises ValueError for a password the users file rejects (too short or too
+    long) and AuthFileError for an unusable users file.
+    """
+    from hauswacht.dashboard import auth
+
+    store = auth.UserStore(users_file)
+    if store.users():
+        return DemoLogin(None, None, False, users_file)
+    if environment_password is not None:
+        store.set_password(DEMO_USER, environment_password)
+        return DemoLogin(DEMO_USER, None, True, users_file)
+    password = secrets.token_urlsafe(12)
+    store.set_password(DEMO_USER, password)
+    return DemoLogin(DEMO_USER, password, False, users_file)
+
+
+def run_demo_with_dashboard(
+    database: str | Path,
+    duration: float,
+    max_requests: int,
+    clients: int,
+    dashboard_app: ASGIApp,
+    on_ready: Callable[[DashboardDemo], None],
+) -> DemoResult:
+    """Run `serve_demo_and_dashboard` in a new event loop; call it from the main thread only."""
+    return asyncio.run(
+        serve_demo_and_dashboard(database, duration, max_requests, clients, dashboard_app,
+                                 on_ready)
+    )  # fmt: skip

@@ -92,6 +92,10 @@ CATALOG = {
     "legend_captured": {"en": "captured errors", "de": "erfasste Fehler"},
     "no_data": {"en": "No data in this range.", "de": "Keine Daten in diesem Zeitraum."},
     "slowest_endpoints": {"en": "Slowest endpoints", "de": "Langsamste Endpunkte"},
+    "slowest_note": {
+        "en": "The 10 endpoints with the highest average latency.",
+        "de": "Die 10 Endpunkte mit der höchsten mittleren Latenz.",
+    },
     "status_breakdown": {"en": "Status codes", "de": "Statuscodes"},
     "status": {"en": "Status", "de": "Status"},
     "count": {"en": "Count", "de": "Anzahl"},

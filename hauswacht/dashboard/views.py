@@ -174,7 +174,7 @@ async def overview_page(dashboard: Dashboard, request: Request, ctx: RequestCont
         range=range_view(ctx, selected, {}),
         overview=overview,
         charts=request_charts(ctx, overview.timeseries, errors=True),
-        slowest=overview.slowest(10),
+        slowest=overview.slowest,
         status_rows=status_rows,
     )
 
@@ -198,21 +198,37 @@ def _sort_endpoints(endpoints: list[EndpointStats], key: str) -> list[EndpointSt
     return sorted(endpoints, key=lambda e: (orders[key](e), e.route, e.method))
 
 
+def _read_endpoint_page(
+    conn: Any, window: queries.Window, sort: str, limit: int
+) -> tuple[list[EndpointStats], int]:
+    """Read the first `limit` endpoints in `sort` order, with percentiles, and the total count.
+
+    Percentiles are computed for the returned endpoints only, except when
+    sorting by p95, which needs the p95 of every endpoint of the window.
+    """
+    endpoints = queries.read_endpoints(conn, window)
+    if sort == "p95":
+        queries.fill_percentiles(conn, window, endpoints)
+    shown = _sort_endpoints(endpoints, sort)[:limit]
+    if sort != "p95":
+        queries.fill_percentiles(conn, window, shown)
+    return shown, len(endpoints)
+
+
 async def endpoints_page(dashboard: Dashboard, request: Request, ctx: RequestContext) -> Response:
     selected = _range(request, ctx)
     sort = parse_choice(request.query_params, "sort", ENDPOINT_SORTS, "requests", ctx.lang)
     limit = parse_int(request.query_params, "limit", DEFAULT_ENDPOINTS_SHOWN, 1,
                       MAX_ENDPOINTS_SHOWN, ctx.lang)  # fmt: skip
     ctx.keep["sort"] = sort
-    overview: Overview = await dashboard.read(queries.read_overview, selected.window)
-    endpoints = _sort_endpoints(overview.endpoints, sort)
+    endpoints, total = await dashboard.read(_read_endpoint_page, selected.window, sort, limit)
     return dashboard.render(
         ctx,
         "endpoints.html",
         range=range_view(ctx, selected, {"sort": sort}),
-        endpoints=endpoints[:limit],
-        hidden=max(0, len(endpoints) - limit),
-        more_link=ctx.here(limit=str(MAX_ENDPOINTS_SHOWN)) if len(endpoints) > limit else None,
+        endpoints=endpoints,
+        hidden=max(0, total - limit),
+        more_link=ctx.here(limit=str(MAX_ENDPOINTS_SHOWN)) if total > limit else None,
         sort=sort,
         sorts=ENDPOINT_SORTS,
     )
@@ -241,13 +257,9 @@ async def endpoint_page(dashboard: Dashboard, request: Request, ctx: RequestCont
     route, method = _endpoint_params(request, ctx)
     ctx.keep.update(route=route, method=method)
 
-    def read(conn: Any) -> tuple[list[TimePoint], list[EndpointStats]]:
-        points = queries.read_timeseries(conn, selected.window, route, method)
-        endpoints = queries.read_overview(conn, selected.window).endpoints
-        return points, endpoints
-
-    points, endpoints = await dashboard.read(read)
-    stats = next((e for e in endpoints if e.route == route and e.method == method), None)
+    stats, points = await dashboard.read(
+        queries.read_endpoint_history, selected.window, route, method
+    )
     return dashboard.render(
         ctx,
         "endpoint.html",
@@ -584,12 +596,14 @@ async def api_timeseries(dashboard: Dashboard, request: Request, ctx: RequestCon
 async def api_endpoints(dashboard: Dashboard, request: Request, ctx: RequestContext) -> Response:
     selected = _range(request, ctx)
     sort = parse_choice(request.query_params, "sort", ENDPOINT_SORTS, "requests", ctx.lang)
-    overview: Overview = await dashboard.read(queries.read_overview, selected.window)
-    endpoints = _sort_endpoints(overview.endpoints, sort)
+    limit = parse_int(request.query_params, "limit", DEFAULT_ENDPOINTS_SHOWN, 1,
+                      MAX_ENDPOINTS_SHOWN, ctx.lang)  # fmt: skip
+    endpoints, total = await dashboard.read(_read_endpoint_page, selected.window, sort, limit)
     return _json(
         {
             "window": _window_json(selected),
             "sort": sort,
+            "total": total,
             "endpoints": [endpoint.to_json() for endpoint in endpoints],
         }
     )

@@ -11,6 +11,9 @@ The statements own the rollup merge rules:
   max, and merge bucket maps with the SQL function BUCKET_MERGE_FUNCTION,
   which every connection running these statements must register
   (`register_functions`). A request without a duration counts in `count` only.
+- request_hourly gets the same merge per hour, from the batch's request
+  rollup deltas summed over routes and statuses, so after every committed
+  flush each of its rows equals the sum of that hour's request_rollups rows.
 - error groups add the count, widen first/last seen, keep the newest event,
   and reopen a resolved group when an event newer than `resolved_at` arrives
   (status 'unresolved', regressions + 1, regression_pending = 1). An ignored
@@ -76,6 +79,22 @@ ON CONFLICT (hour, route, method, status) DO UPDATE SET
     min_ms = min(coalesce(min_ms, excluded.min_ms), coalesce(excluded.min_ms, min_ms)),
     max_ms = max(coalesce(max_ms, excluded.max_ms), coalesce(excluded.max_ms, max_ms)),
     response_bytes = response_bytes + excluded.response_bytes,
+    buckets = {BUCKET_MERGE_FUNCTION}(buckets, excluded.buckets)
+"""
+
+UPSERT_REQUEST_HOURLY = f"""
+INSERT INTO request_hourly (hour, count, timed_count, sum_ms, min_ms, max_ms, response_bytes,
+                            client_errors, server_errors, buckets)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (hour) DO UPDATE SET
+    count = count + excluded.count,
+    timed_count = timed_count + excluded.timed_count,
+    sum_ms = sum_ms + excluded.sum_ms,
+    min_ms = min(coalesce(min_ms, excluded.min_ms), coalesce(excluded.min_ms, min_ms)),
+    max_ms = max(coalesce(max_ms, excluded.max_ms), coalesce(excluded.max_ms, max_ms)),
+    response_bytes = response_bytes + excluded.response_bytes,
+    client_errors = client_errors + excluded.client_errors,
+    server_errors = server_errors + excluded.server_errors,
     buckets = {BUCKET_MERGE_FUNCTION}(buckets, excluded.buckets)
 """
 
@@ -161,6 +180,7 @@ STATEMENT_ORDER = (
     INSERT_METRICS,
     INSERT_ERRORS,
     UPSERT_REQUEST_ROLLUPS,
+    UPSERT_REQUEST_HOURLY,
     UPSERT_METRIC_ROLLUPS,
     UPSERT_ERROR_GROUPS,
     INSERT_ERROR_SAMPLES,
@@ -191,6 +211,7 @@ class BatchRows:
     metrics: list[MetricEvent] = field(default_factory=list)
     errors: list[tuple[Any, ...]] = field(default_factory=list)
     request_rollups: list[tuple[Any, ...]] = field(default_factory=list)
+    request_hourly: list[tuple[Any, ...]] = field(default_factory=list)
     metric_rollups: list[tuple[Any, ...]] = field(default_factory=list)
     error_groups: list[tuple[Any, ...]] = field(default_factory=list)
     error_samples: list[dict[str, Any]] = field(default_factory=list)
@@ -207,6 +228,7 @@ class BatchRows:
             self.metrics,
             self.errors,
             self.request_rollups,
+            self.request_hourly,
             self.metric_rollups,
             self.error_groups,
             self.error_samples,
@@ -245,12 +267,22 @@ def aggregate_batch(events: Iterable[Any]) -> BatchRows:
         except (TypeError, ValueError, OverflowError) as exc:
             rows.rejected.append((event, str(exc) or type(exc).__name__))
 
+    hourly: dict[int, list[Any]] = {}
     for (hour, route, method, status), totals in request_rollups.items():
         count, timed, total, low, high, size, buckets = totals
+        _add_to_hour(hourly, hour, status, totals)
         if not timed:
             low = high = None
         rows.request_rollups.append(
             (hour, route, method, status, count, timed, total, low, high, size,
+             histogram.encode_indexed(buckets))
+        )  # fmt: skip
+    for hour, totals in hourly.items():
+        count, timed, total, low, high, size, client_errors, server_errors, buckets = totals
+        if not timed:
+            low = high = None
+        rows.request_hourly.append(
+            (hour, count, timed, total, low, high, size, client_errors, server_errors,
              histogram.encode_indexed(buckets))
         )  # fmt: skip
     for (hour, name, tags), totals in metric_rollups.items():
@@ -272,6 +304,28 @@ def aggregate_batch(events: Iterable[Any]) -> BatchRows:
     for (hour, fingerprint), count in error_rollups.items():
         rows.error_rollups.append((hour, fingerprint, count))
     return rows
+
+
+def _add_to_hour(hourly: dict[int, list[Any]], hour: int, status: int, rollup: list[Any]) -> None:
+    # Runs once per request rollup key of the batch, not per event.
+    count, timed, total, low, high, size, buckets = rollup
+    totals = hourly.get(hour)
+    if totals is None:
+        # count, timed_count, sum, min, max, response_bytes, 4xx, 5xx, buckets
+        totals = hourly[hour] = [0, 0, 0.0, _INFINITY, -_INFINITY, 0, 0, 0, {}]
+    totals[0] += count
+    totals[1] += timed
+    totals[2] += total
+    totals[3] = min(totals[3], low)
+    totals[4] = max(totals[4], high)
+    totals[5] += size
+    if 400 <= status <= 499:
+        totals[6] += count
+    elif 500 <= status <= 599:
+        totals[7] += count
+    merged = totals[8]
+    for key, bucket_count in buckets.items():
+        merged[key] = merged.get(key, 0) + bucket_count
 
 
 def _check_ts(ts: Any) -> int:

@@ -1,7 +1,7 @@
 """Queries over the rollup tables for `hauswacht stats` and the dashboard.
 
-Every query here reads request_rollups, metric_rollups, error_rollups,
-error_groups and dropped_rollups only, never the raw requests, errors or
+Every query here reads request_rollups, request_hourly, metric_rollups,
+error_rollups, error_groups and dropped_rollups only, never the raw requests, errors or
 metrics tables, so its cost grows with hours x routes and not with the number
 of stored events. The one write, `set_error_group_status`, changes an error
 group's triage status and needs a read-write connection.
@@ -33,6 +33,7 @@ from hauswacht.writer import histogram
 
 HOUR_MS = 3_600_000
 QUANTILES = (0.5, 0.95, 0.99)
+SLOWEST_SHOWN = 10  # endpoints in the overview's slowest list
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 OTHER_STATUS = "other"
 
@@ -216,10 +217,17 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
 def hour_to_iso(hour: int) -> str:
-    """Return the ISO 8601 UTC start of hour number `hour` (ts // 3_600_000)."""
-    moment = dt.datetime.fromtimestamp(hour * HOUR_MS / 1000, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Return the ISO 8601 UTC start of hour number `hour` (ts // 3_600_000).
+
+    The year always has four digits ("0001-05-16T20:00:00Z"): strftime's %Y
+    drops leading zeros on glibc. Raises OverflowError outside the years 1 to 9999.
+    """
+    moment = _EPOCH + dt.timedelta(hours=hour)
+    return moment.isoformat(timespec="seconds") + "Z"
 
 
 def status_class(status_hundreds: int) -> str:
@@ -340,17 +348,41 @@ def read_top_routes(
 
 # --- dashboard views -----------------------------------------------------------------
 #
-# The dashboard reads each rollup table in one pass over the window and merges
-# the rows in Python: one statement per view, whatever the number of routes.
+# The overview decodes histogram buckets only where it needs percentiles: one
+# request_hourly row per hour for the totals and the hourly series, and the
+# request_rollups rows of the endpoints it shows. Counts and averages per
+# endpoint and status code come from SQL GROUP BY without decoding buckets.
 
-REQUEST_ROLLUP_ROWS_SQL = """
-    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
-    FROM request_rollups
+REQUEST_HOURLY_ROWS_SQL = """
+    SELECT hour, count, timed_count, sum_ms, min_ms, max_ms, client_errors, server_errors,
+           buckets
+    FROM request_hourly
     WHERE hour BETWEEN :first_hour AND :last_hour
 """
 
+ENDPOINT_STATUS_TOTALS_SQL = """
+    SELECT route, method, status, sum(count), sum(timed_count), sum(sum_ms), min(min_ms),
+           max(max_ms)
+    FROM request_rollups
+    WHERE hour BETWEEN :first_hour AND :last_hour
+    GROUP BY route, method, status
+"""
+
+# :endpoints is a JSON array of [route, method] pairs. The buckets are merged
+# in Python: orjson plus a dict merge took about a fifth of the time of
+# json_each() with GROUP BY on the bench's 10 million event file.
+ENDPOINT_BUCKETS_SQL = """
+    SELECT route, method, buckets
+    FROM request_rollups
+    WHERE hour BETWEEN :first_hour AND :last_hour AND timed_count > 0
+      AND (route, method) IN (
+          SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+          FROM json_each(:endpoints)
+      )
+"""
+
 ROUTE_ROLLUP_ROWS_SQL = """
-    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
+    SELECT hour, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
     FROM request_rollups
     WHERE hour BETWEEN :first_hour AND :last_hour AND route = :route AND method = :method
 """
@@ -531,6 +563,7 @@ class EndpointStats:
     client_errors: int
     server_errors: int
     latency_ms: Latency
+    min_ms: float | None = None  # smallest duration; bounds the percentile estimates below
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -545,7 +578,7 @@ class EndpointStats:
 
 @dataclass
 class Overview:
-    """Everything the overview page shows for one window, read in one pass per table."""
+    """Everything the overview page shows for one window."""
 
     requests: int = 0
     client_errors: int = 0
@@ -555,48 +588,17 @@ class Overview:
     latency_ms: Latency = field(default_factory=Latency)
     status_codes: dict[int, int] = field(default_factory=dict)  # exact code -> count
     timeseries: list[TimePoint] = field(default_factory=list)
-    endpoints: list[EndpointStats] = field(default_factory=list)  # all, most requests first
+    # All endpoints, most requests first. Their percentiles are None except for
+    # the endpoints that are also in `slowest`.
+    endpoints: list[EndpointStats] = field(default_factory=list)
+    # The SLOWEST_SHOWN endpoints with the highest average latency, highest
+    # first, with percentiles. Endpoints without any timed request are left out.
+    slowest: list[EndpointStats] = field(default_factory=list)
 
     @property
     def error_rate(self) -> float | None:
         """Share of requests with a 5xx response status, or None without requests."""
         return self.server_errors / self.requests if self.requests else None
-
-    def slowest(self, limit: int = 10) -> list[EndpointStats]:
-        """Return the `limit` endpoints with the highest p95 latency, highest first."""
-        timed = [endpoint for endpoint in self.endpoints if endpoint.latency_ms.p95 is not None]
-        timed.sort(key=lambda endpoint: (-(endpoint.latency_ms.p95 or 0.0), endpoint.route))
-        return timed[:limit]
-
-
-def _scan_requests(
-    rows: Iterable[tuple[Any, ...]],
-) -> tuple[_Accumulator, dict[int, _Accumulator], dict[tuple[str, str], _Accumulator],
-           dict[int, int]]:  # fmt: skip
-    total = _Accumulator()
-    per_hour: dict[int, _Accumulator] = {}
-    per_endpoint: dict[tuple[str, str], _Accumulator] = {}
-    status_codes: dict[int, int] = {}
-    for hour, route, method, status, count, timed, sum_ms, min_ms, max_ms, text in rows:
-        buckets = histogram.decode(text) if timed else {}
-        values = (status, count, timed, sum_ms, min_ms, max_ms, buckets)
-
-        hour_totals = per_hour.get(hour)
-        if hour_totals is None:
-            hour_totals = per_hour[hour] = _Accumulator()
-        hour_totals.add(*values)
-
-        endpoint = per_endpoint.get((route, method))
-        if endpoint is None:
-            endpoint = per_endpoint[(route, method)] = _Accumulator()
-        endpoint.add(*values)
-
-        status_codes[status] = status_codes.get(status, 0) + count
-
-    # Merging the hourly sums is cheaper than adding every row a third time.
-    for hour_totals in per_hour.values():
-        total.merge(hour_totals)
-    return total, per_hour, per_endpoint, status_codes
 
 
 def _hour_range(window: Window, per_hour: Mapping[int, Any]) -> range:
@@ -632,35 +634,118 @@ def _timeseries(
     return points
 
 
-def _endpoints(per_endpoint: dict[tuple[str, str], _Accumulator]) -> list[EndpointStats]:
-    endpoints = [
-        EndpointStats(
-            route=route,
-            method=method,
-            requests=totals.count,
-            client_errors=totals.client_errors,
-            server_errors=totals.server_errors,
-            latency_ms=totals.latency(),
-        )
-        for (route, method), totals in per_endpoint.items()
-    ]
+def _read_hourly(conn: sqlite3.Connection, params: Mapping[str, int]) -> dict[int, _Accumulator]:
+    per_hour: dict[int, _Accumulator] = {}
+    for row in conn.execute(REQUEST_HOURLY_ROWS_SQL, params):
+        hour, count, timed, sum_ms, min_ms, max_ms, client_errors, server_errors, text = row
+        totals = per_hour[hour] = _Accumulator()
+        totals.count = count
+        totals.client_errors = client_errors
+        totals.server_errors = server_errors
+        if timed:
+            totals.timed = timed
+            totals.sum_ms = sum_ms
+            totals.min_ms = min_ms
+            totals.max_ms = max_ms
+            totals.buckets = histogram.decode(text)
+    return per_hour
+
+
+def _read_endpoint_totals(
+    conn: sqlite3.Connection, params: Mapping[str, int]
+) -> tuple[list[EndpointStats], dict[int, int]]:
+    """Read every endpoint's counts and average latency, and the count per status code."""
+    per_endpoint: dict[tuple[str, str], _Accumulator] = {}
+    status_codes: dict[int, int] = {}
+    for route, method, status, count, timed, sum_ms, min_ms, max_ms in conn.execute(
+        ENDPOINT_STATUS_TOTALS_SQL, params
+    ):
+        totals = per_endpoint.get((route, method))
+        if totals is None:
+            totals = per_endpoint[(route, method)] = _Accumulator()
+        totals.add(status, count, timed, sum_ms, min_ms, max_ms, {})
+        status_codes[status] = status_codes.get(status, 0) + count
+
+    endpoints = []
+    for (route, method), totals in per_endpoint.items():
+        latency = Latency(avg=_average(totals.sum_ms, totals.timed), max=totals.max_ms)
+        endpoints.append(
+            EndpointStats(route, method, totals.count, totals.client_errors,
+                          totals.server_errors, latency, totals.min_ms)
+        )  # fmt: skip
     endpoints.sort(key=lambda endpoint: (-endpoint.requests, endpoint.route, endpoint.method))
+    return endpoints, dict(sorted(status_codes.items()))
+
+
+def read_endpoints(conn: sqlite3.Connection, window: Window) -> list[EndpointStats]:
+    """Read every endpoint with requests in `window`, most requests first, without percentiles.
+
+    The latency figures are avg and max only; `fill_percentiles` adds p50,
+    p95 and p99 to the endpoints that show them.
+    """
+    endpoints, _ = _read_endpoint_totals(conn, window.hour_params())
     return endpoints
 
 
-def read_overview(conn: sqlite3.Connection, window: Window) -> Overview:
+def fill_percentiles(
+    conn: sqlite3.Connection, window: Window, endpoints: Iterable[EndpointStats]
+) -> None:
+    """Set p50, p95 and p99 of each of `endpoints` over `window` from their merged buckets.
+
+    One statement for all of them; its cost grows with the rollup rows of
+    these endpoints in the window. Endpoints without timed requests keep None.
+    """
+    by_key = {(endpoint.route, endpoint.method): endpoint for endpoint in endpoints}
+    if not by_key:
+        return
+    pairs = orjson.dumps([list(key) for key in by_key]).decode()
+    buckets: dict[tuple[str, str], dict[str, int]] = {}
+    params = {**window.hour_params(), "endpoints": pairs}
+    for route, method, text in conn.execute(ENDPOINT_BUCKETS_SQL, params):
+        merged = buckets.get((route, method))
+        if merged is None:
+            merged = buckets[(route, method)] = {}
+        for key, count in histogram.decode(text).items():
+            merged[key] = merged.get(key, 0) + count
+    for key, merged in buckets.items():
+        endpoint = by_key[key]
+        latency = endpoint.latency_ms
+        latency.p50, latency.p95, latency.p99 = histogram.quantiles(
+            merged, QUANTILES, endpoint.min_ms, latency.max
+        )
+
+
+def _slowest(endpoints: list[EndpointStats], limit: int) -> list[EndpointStats]:
+    timed = [endpoint for endpoint in endpoints if endpoint.latency_ms.avg is not None]
+    timed.sort(key=lambda e: (-(e.latency_ms.avg or 0.0), e.route, e.method))
+    return timed[:limit]
+
+
+def read_overview(
+    conn: sqlite3.Connection, window: Window, slowest: int = SLOWEST_SHOWN
+) -> Overview:
     """Read the overview of `window`: totals, hourly series, endpoints and status codes.
 
-    With an open side the hourly series spans the stored data on that side;
-    a bounded window gets one point per hour, with zeros for empty hours.
+    With an open side the hourly series spans the stored data on that side.
+    A bounded window gets one point per hour, with zeros for empty hours.
+    Only the `slowest` endpoints (highest average latency) get percentiles.
     """
-    # NOTE: the cost grows with the rollup rows in the window (hours x routes x
-    # statuses, and fuller histograms at more traffic), not with the raw rows.
-    # 24 h at 10 million events over 90 days takes about 18 ms (bench/dashboard_bench.py).
+    # NOTE: buckets are decoded for one request_hourly row per hour and for the
+    # rollup rows of the `slowest` endpoints only. The cost does not grow with
+    # the raw rows, but it does grow with the routes and statuses seen per hour
+    # and with how many buckets each row fills, until every row is full.
+    # bench/dashboard_bench.py on 2 shared cores: 24 h page 4.9 ms at 100,000
+    # events over 90 days, 13.7 ms at 10 million, where fill_percentiles takes
+    # about 5 ms and the per-endpoint GROUP BY about 2 ms.
     params = window.hour_params()
-    total, per_hour, per_endpoint, status_codes = _scan_requests(
-        conn.execute(REQUEST_ROLLUP_ROWS_SQL, params)
-    )
+    per_hour = _read_hourly(conn, params)
+    total = _Accumulator()
+    for hour_totals in per_hour.values():
+        total.merge(hour_totals)
+    endpoints, status_codes = _read_endpoint_totals(conn, params)
+    slowest_endpoints = _slowest(endpoints, slowest)
+    fill_percentiles(conn, window, slowest_endpoints)
+
     errors = {hour: int(count) for hour, count in conn.execute(HOURLY_ERRORS_SQL, params)}
     dropped = {hour: int(count) for hour, count in conn.execute(HOURLY_DROPPED_SQL, params)}
 
@@ -671,9 +756,10 @@ def read_overview(conn: sqlite3.Connection, window: Window) -> Overview:
         errors=sum(errors.values()),
         dropped=sum(dropped.values()),
         latency_ms=total.latency(),
-        status_codes=dict(sorted(status_codes.items())),
+        status_codes=status_codes,
         timeseries=_timeseries(window, per_hour, errors, dropped),
-        endpoints=_endpoints(per_endpoint),
+        endpoints=endpoints,
+        slowest=slowest_endpoints,
     )
 
 
@@ -689,10 +775,39 @@ def read_timeseries(
     """
     params = window.hour_params()
     if route is None or method is None:
-        return read_overview(conn, window).timeseries
-    rows = conn.execute(ROUTE_ROLLUP_ROWS_SQL, {**params, "route": route, "method": method})
-    _, per_hour, _, _ = _scan_requests(rows)
-    return _timeseries(window, per_hour, {}, {})
+        errors = {hour: int(count) for hour, count in conn.execute(HOURLY_ERRORS_SQL, params)}
+        dropped = {hour: int(count) for hour, count in conn.execute(HOURLY_DROPPED_SQL, params)}
+        return _timeseries(window, _read_hourly(conn, params), errors, dropped)
+    _, points = read_endpoint_history(conn, window, route, method)
+    return points
+
+
+def read_endpoint_history(
+    conn: sqlite3.Connection, window: Window, route: str, method: str
+) -> tuple[EndpointStats | None, list[TimePoint]]:
+    """Read one (route, method) pair's totals and one point per hour of `window`.
+
+    The totals are None when the pair has no requests in the window.
+    `errors` and `dropped` of the points stay 0: error and drop rollups have no route.
+    """
+    params = {**window.hour_params(), "route": route, "method": method}
+    per_hour: dict[int, _Accumulator] = {}
+    total = _Accumulator()
+    for hour, status, count, timed, sum_ms, min_ms, max_ms, text in conn.execute(
+        ROUTE_ROLLUP_ROWS_SQL, params
+    ):
+        hour_totals = per_hour.get(hour)
+        if hour_totals is None:
+            hour_totals = per_hour[hour] = _Accumulator()
+        hour_totals.add(status, count, timed, sum_ms, min_ms, max_ms,
+                        histogram.decode(text) if timed else {})  # fmt: skip
+    for hour_totals in per_hour.values():
+        total.merge(hour_totals)
+    stats = None
+    if per_hour:
+        stats = EndpointStats(route, method, total.count, total.client_errors,
+                              total.server_errors, total.latency(), total.min_ms)  # fmt: skip
+    return stats, _timeseries(window, per_hour, {}, {})
 
 
 @dataclass

@@ -29,6 +29,17 @@ Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000)
   at most MAX_SAMPLES per group (see aggregate.py).
 - error_groups.regression_pending (version 2): 1 between the upsert that
   reopens a group and the sample insert of the same transaction.
+- replay_files (version 3): one row per access log imported by `hauswacht
+  replay`, identified by the SHA-256 of its first head_bytes bytes (64 KiB,
+  or the whole content when shorter). imported_bytes and imported_lines say
+  how far the imports got, content_sha256 is the SHA-256 of those bytes, and
+  claim_* name the replay importing it now (NULL when none). The replay module
+  (hauswacht/ops/replay.py) owns the table and its SQL.
+- request_hourly (version 4): one row per hour with the request_rollups rows
+  of that hour summed up: count, timed_count, sum/min/max of the durations,
+  response bytes, 4xx and 5xx counts and the merged buckets. The writer
+  upserts it in the same transaction as request_rollups, so the overview reads
+  one row per hour instead of merging every route's buckets.
 """
 
 from __future__ import annotations
@@ -44,6 +55,36 @@ BUSY_TIMEOUT_MS = 5000
 class DatabaseError(Exception):
     """An events database that is missing, unreadable or not a Hauswacht file."""
 
+
+# Sums request_rollups per hour into request_hourly: the backfill of the
+# version 4 migration, also run by bench/dashboard_bench.py on its generated
+# rollups. Plain SQL (json_each, json_group_object), so the migration needs no
+# registered function.
+BACKFILL_REQUEST_HOURLY_SQL = """
+    INSERT INTO request_hourly (hour, count, timed_count, sum_ms, min_ms, max_ms,
+                                response_bytes, client_errors, server_errors, buckets)
+    SELECT totals.hour, totals.count, totals.timed_count, totals.sum_ms, totals.min_ms,
+           totals.max_ms, totals.response_bytes, totals.client_errors, totals.server_errors,
+           coalesce(merged.buckets, '{}')
+    FROM (
+        SELECT hour, sum(count) AS count, sum(timed_count) AS timed_count,
+               sum(sum_ms) AS sum_ms, min(min_ms) AS min_ms, max(max_ms) AS max_ms,
+               sum(response_bytes) AS response_bytes,
+               sum(CASE WHEN status BETWEEN 400 AND 499 THEN count ELSE 0 END) AS client_errors,
+               sum(CASE WHEN status BETWEEN 500 AND 599 THEN count ELSE 0 END) AS server_errors
+        FROM request_rollups
+        GROUP BY hour
+    ) AS totals
+    LEFT JOIN (
+        SELECT hour, json_group_object(key, total) AS buckets
+        FROM (
+            SELECT hour, bucket.key AS key, sum(bucket.value) AS total
+            FROM request_rollups, json_each(request_rollups.buckets) AS bucket
+            GROUP BY hour, bucket.key
+        )
+        GROUP BY hour
+    ) AS merged USING (hour)
+"""
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
@@ -165,6 +206,51 @@ MIGRATIONS: list[str] = [
 
     ALTER TABLE error_groups ADD COLUMN regression_pending INTEGER NOT NULL DEFAULT 0;
     """,
+    # 2 -> 3: the access logs imported by `hauswacht replay`, for resuming without doubles.
+    """
+    CREATE TABLE replay_files (
+        id INTEGER PRIMARY KEY,
+        head_sha256 TEXT NOT NULL,
+        head_bytes INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        imported_bytes INTEGER NOT NULL,
+        imported_lines INTEGER NOT NULL,
+        content_sha256 TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        skipped INTEGER NOT NULL,
+        first_ts INTEGER,
+        last_ts INTEGER,
+        started_at INTEGER NOT NULL,
+        imported_at INTEGER NOT NULL,
+        claim_id TEXT,
+        claim_host TEXT,
+        claim_pid INTEGER,
+        claimed_at INTEGER,
+        UNIQUE (head_sha256, head_bytes)
+    ) STRICT;
+    """,
+    # 3 -> 4: requests per hour over all routes, for the dashboard overview.
+    """
+    CREATE TABLE request_hourly (
+        hour INTEGER PRIMARY KEY,
+        count INTEGER NOT NULL,
+        timed_count INTEGER NOT NULL,
+        sum_ms REAL NOT NULL,
+        min_ms REAL,
+        max_ms REAL,
+        response_bytes INTEGER NOT NULL,
+        client_errors INTEGER NOT NULL,
+        server_errors INTEGER NOT NULL,
+        buckets TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    """
+    + BACKFILL_REQUEST_HOURLY_SQL,
+    # 4 -> 5: what an ingest token may do: 'ingest' (POST /ingest), 'sentry' (the Sentry
+    # endpoints) or 'all'. Tokens created before keep working everywhere.
+    """
+    ALTER TABLE ingest_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'all'
+        CHECK (scope IN ('all', 'ingest', 'sentry'));
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -234,13 +320,13 @@ def _split(script: str) -> list[str]:
 
 
 def prepare_database(path: str | os.PathLike[str]) -> None:
-    """Create the file (and its folder, mode 0700) if needed, set WAL and migrate.
+    """Create the file if needed (mode 0600, missing folders 0700), set WAL and migrate.
 
     Raises DatabaseError naming the path when the file cannot be used.
     """
     path = Path(path)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _create_folders(path.parent)
     except OSError as exc:
         raise DatabaseError(f"{path.parent}: cannot create folder ({exc.strerror})") from exc
     created = not path.exists()
@@ -258,6 +344,25 @@ def prepare_database(path: str | os.PathLike[str]) -> None:
         raise DatabaseError(f"{path}: cannot use as events database ({exc})") from exc
     finally:
         conn.close()
+
+
+def _create_folders(folder: Path) -> None:
+    """Create `folder` and every missing parent with mode 0700, whatever the umask.
+
+    `Path.mkdir(parents=True)` gives only the last level the mode, and the
+    umask still applies to it.
+    """
+    missing = []
+    level = folder
+    while not level.exists() and level.parent != level:
+        missing.append(level)
+        level = level.parent
+    for level in reversed(missing):
+        try:
+            level.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another process created it meanwhile; its mode is its own
+        os.chmod(level, 0o700)
 
 
 def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
