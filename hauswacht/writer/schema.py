@@ -19,7 +19,8 @@ Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000)
 - error_groups: one row per fingerprint with counts, first/last seen, status
   and the latest event; error_rollups counts error events per hour and group.
 - dropped_rollups: events lost per hour and reason ('queue_full' when the
-  in-memory queue was full, 'write_failed' when a batch could not be stored).
+  in-memory queue was full, 'write_failed' when a batch could not be stored,
+  'invalid' when a capture call got arguments that cannot be recorded).
 - ingest_tokens (version 2): bearer tokens of the HTTP ingest server, by
   name; only the SHA-256 hex digest of each token is stored. A revoked token
   keeps its row with revoked_at set.
