@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from hauswacht.writer.events import ErrorEvent
 from hauswacht.writer.queue import EventQueue
-from hauswacht.writer.tokens import TokenVerifier, hash_token
+from hauswacht.writer.tokens import SCOPE_INGEST, SCOPE_SENTRY, TokenVerifier, hash_token
 from hauswacht.writer.writer import Writer
-from tests.helpers.ingest_server import run_cli
+from tests.helpers.ingest_server import CLI, REPO_ROOT, run_cli
 
 NOW = 1_780_000_000_000
 GROUP_FIELDS = {
@@ -186,3 +189,171 @@ def test_token_create_list_revoke(db_path: Path) -> None:
     assert TokenVerifier(db_path).verify(token) is None
     (row,) = json.loads(run_cli("token", "list", "--json", "--db", str(db_path)).stdout)
     assert row["revoked_at"] is not None
+
+
+# --- closed pipes, German, table layout, messages, database path, scopes --------------
+
+
+def run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """Run the CLI with stdout on a pipe whose reader has already gone, like `| head` ends."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAUSWACHT_")}
+    environment["HAUSWACHT_LANG"] = "en"
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", CLI, *args],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_closed_pipe_exits_quietly(db_path: Path) -> None:
+    write(db_path, *(error(NOW + n, "LookupError", f"tour {n} not found") for n in range(3)))
+
+    for args in (
+        ("errors", "list", "--db", str(db_path)),
+        ("errors", "list", "--json", "--db", str(db_path)),
+        ("errors", "show", "1", "--db", str(db_path)),
+        ("token", "create", "piped", "--db", str(db_path)),
+        ("token", "list", "--db", str(db_path)),
+    ):
+        result = run_into_closed_pipe(*args)
+        assert result.stderr == "", args
+        assert result.returncode == 141, args
+
+
+def test_german_statuses_and_token_name(db_path: Path) -> None:
+    write(db_path, error(NOW, "LookupError", "tour 1 not found"))
+    german = {"HAUSWACHT_LANG": "de"}
+
+    listing = run_cli("errors", "list", "--db", str(db_path), env=german)
+    resolved = run_cli("errors", "resolve", "1", "--db", str(db_path), env=german)
+    shown = run_cli("errors", "show", "1", "--db", str(db_path), env=german)
+    bad_name = run_cli("token", "create", "bad name", "--db", str(db_path), env=german)
+
+    assert listing.stdout.splitlines()[2].split()[1] == "offen"
+    assert resolved.stdout == "Fehlergruppe 1 ist jetzt erledigt.\n"
+    assert "Status: erledigt" in shown.stdout
+    assert bad_name.returncode == 1
+    assert bad_name.stderr == (
+        "hauswacht: ungültiger Token-Name 'bad name': erlaubt sind 1 bis 64 Buchstaben, "
+        "Ziffern, '.', '_' oder '-', am Anfang ein Buchstabe oder eine Ziffer\n"
+    )
+    assert (
+        json.loads(run_cli("errors", "list", "--json", "--db", str(db_path)).stdout)[0]["status"]
+        == "resolved"
+    )
+
+
+def test_list_table_and_bad_status(db_path: Path) -> None:
+    write(db_path, error(NOW, "LookupError", "tour 1 not found"))
+
+    listing = run_cli("errors", "list", "--db", str(db_path))
+    bogus = run_cli("errors", "list", "--status", "bogus", "--db", str(db_path))
+
+    header, underline = listing.stdout.splitlines()[:2]
+    assert header.endswith("  Error")
+    assert underline.endswith("  -----")
+    assert len(underline) == len(header)
+    assert bogus.returncode == 2
+    assert bogus.stderr == (
+        "hauswacht: invalid --status 'bogus': expected one of unresolved, resolved, ignored\n"
+    )
+
+
+def test_token_create_names_database(tmp_path: Path, db_path: Path) -> None:
+    write(db_path, error(NOW, "LookupError", "tour 1 not found"))
+    new_db = tmp_path / "typo" / "evnets.db"
+
+    existing = run_cli("token", "create", "web", "--db", str(db_path))
+    created = run_cli("token", "create", "web", "--db", str(new_db))
+    as_json = run_cli("token", "create", "api", "--json", "--db", str(new_db))
+
+    assert f"Database: {db_path.absolute()}\n" in existing.stdout
+    assert existing.stderr == ""
+    assert f"Database: {new_db.absolute()}\n" in created.stdout
+    assert created.stderr.startswith(
+        f"hauswacht: note: {new_db} did not exist and was created as a new events database"
+    )
+    body = json.loads(as_json.stdout)
+    assert body["database"] == str(new_db.absolute())
+    assert body["database_created"] is False
+
+
+def test_token_scope_decides_output(db_path: Path) -> None:
+    browser = run_cli("token", "create", "browser", "--scope", "sentry", "--db", str(db_path))
+    service = run_cli("token", "create", "service", "--scope", "ingest", "--db", str(db_path))
+    both = run_cli("token", "create", "both", "--json", "--db", str(db_path))
+    invalid = run_cli("token", "create", "x", "--scope", "admin", "--db", str(db_path))
+
+    assert "Sentry DSN:" in browser.stdout
+    assert "curl" not in browser.stdout
+    assert "Sentry DSN:" not in service.stdout
+    assert "Authorization: Bearer" in service.stdout
+    body = json.loads(both.stdout)
+    assert body["scope"] == "all"
+    assert body["dsn"].startswith("http://")
+    assert invalid.returncode == 2
+    assert "admin" in invalid.stderr
+    listing = json.loads(run_cli("token", "list", "--json", "--db", str(db_path)).stdout)
+    assert {row["name"]: row["scope"] for row in listing} == {
+        "both": "all",
+        "browser": "sentry",
+        "service": "ingest",
+    }
+    verifier = TokenVerifier(db_path)
+    browser_token = browser.stdout.splitlines()[1].strip()
+    assert verifier.verify(browser_token, SCOPE_SENTRY) == "browser"
+    assert verifier.verify(browser_token, SCOPE_INGEST) is None
+
+
+def test_show_lists_contexts_and_breadcrumbs(db_path: Path) -> None:
+    event = error(NOW, "TypeError", "x is undefined")
+    event.data["contexts"] = {"os": {"name": "Linux"}, "browser": {"name": "Firefox"}}
+    event.data["breadcrumbs"] = [
+        {"category": "ui.click", "message": f"button {n}"} for n in range(12)
+    ]
+    write(db_path, event)
+
+    shown = run_cli("errors", "show", "1", "--db", str(db_path))
+
+    lines = shown.stdout.splitlines()
+    assert "  Contexts: browser, os" in lines
+    start = lines.index("  Breadcrumbs (last 10 of 12):")
+    assert lines[start + 1] == "    ui.click button 2"
+    assert lines[start + 10] == "    ui.click button 11"
+
+
+def test_tokens_from_before_scopes_allow_all(tmp_path: Path) -> None:
+    from hauswacht.writer import schema
+
+    (scope_version,) = [
+        index + 1 for index, script in enumerate(schema.MIGRATIONS) if "ADD COLUMN scope" in script
+    ]
+    path = tmp_path / "old.db"
+    token = "0123456789abcdef0123456789abcdef"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in schema.MIGRATIONS[: scope_version - 1]:
+        conn.executescript(script)
+    conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {scope_version - 1}")
+    conn.execute(
+        "INSERT INTO ingest_tokens (name, token_hash, created_at) VALUES (?, ?, ?)",
+        ("legacy", hash_token(token), NOW),
+    )
+    conn.close()
+
+    schema.prepare_database(path)
+
+    verifier = TokenVerifier(path)
+    assert verifier.lookup(token) == ("legacy", "all")
+    assert verifier.verify(token, SCOPE_INGEST) == "legacy"
+    assert verifier.verify(token, SCOPE_SENTRY) == "legacy"
+    verifier.close()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hauswacht.collector.ingest_schema import parse_event
+from hauswacht.collector.sentry import convert_event
 from hauswacht.collector.tracebacks import parse_traceback
 from hauswacht.writer.aggregate import MAX_SAMPLES
 from hauswacht.writer.events import ErrorEvent
@@ -184,6 +185,40 @@ def test_ingest_fingerprint_is_client_scheme() -> None:
     assert isinstance(event, ErrorEvent)
     assert fingerprint_event(event) == (event.fingerprint, SCHEME_CLIENT)
     assert len(event.fingerprint or "") == 32
+
+
+@pytest.mark.parametrize(
+    "fingerprint",
+    ["{{ default }}", ["{{ default }}"], ["{{DEFAULT}}"], ["{{default}}", " {{ Default }} "]],
+)
+def test_all_default_fingerprint_is_default_grouping(fingerprint: Any) -> None:
+    fields = {"type": "error", "exception.type": "app.TourError", "exception.message": "tour 7"}
+    plain = parse_event(fields, NOW)
+    native = parse_event({**fields, "fingerprint": fingerprint}, NOW)
+    sentry_parts = fingerprint if isinstance(fingerprint, list) else [fingerprint]
+    sentry_event = {"exception": {"values": [{"type": "TourError", "value": "tour 7"}]}}
+    sentry_plain = convert_event(sentry_event, NOW, 1, None)
+    sentry = convert_event({**sentry_event, "fingerprint": sentry_parts}, NOW, 1, None)
+
+    assert isinstance(native, ErrorEvent)
+    assert native.fingerprint is None
+    assert fingerprint_event(native) == fingerprint_event(plain)
+    assert isinstance(sentry, ErrorEvent)
+    assert sentry.fingerprint is None
+    assert fingerprint_event(sentry) == fingerprint_event(sentry_plain)
+
+
+def test_default_part_matches_any_case() -> None:
+    fields = {"type": "error", "message": "checkout failed"}
+    lower = parse_event({**fields, "fingerprint": ["{{ default }}", "tenant-a"]}, NOW)
+    upper = parse_event({**fields, "fingerprint": ["{{DEFAULT}}", "tenant-a"]}, NOW)
+    literal = parse_event({**fields, "fingerprint": ["{{ defaults }}", "tenant-a"]}, NOW)
+
+    assert isinstance(lower, ErrorEvent)
+    assert isinstance(upper, ErrorEvent)
+    assert isinstance(literal, ErrorEvent)
+    assert lower.fingerprint == upper.fingerprint
+    assert lower.fingerprint != literal.fingerprint
 
 
 # --- samples -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 from hauswacht.writer.events import UNMATCHED_ROUTE
 from hauswacht.writer.tokens import create_token, revoke_token
-from tests.helpers.ingest_server import IngestServer, ingest_server, query, stop
+from tests.helpers.ingest_server import IngestServer, ingest_server, query, send_raw, stop
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 BASE_TS = 1_780_000_000_000
@@ -336,3 +336,283 @@ def test_full_queue_is_429_and_stores_nothing(tmp_path: Path) -> None:
     assert second.headers["retry-after"] == "1"
     assert too_big.status_code == 413
     assert query(small.db, "SELECT duration_ms, count(*) FROM requests GROUP BY 1") == [(1.0, 4)]
+
+
+# --- bad lines, bounds, query strings, slow bodies, scopes, protocol ------------------
+
+
+def test_invalid_utf8_with_huge_integer_keeps_batch(server: IngestServer) -> None:
+    trace = uuid.uuid4().hex
+    name = f"valid.{trace}"
+    body = (
+        orjson.dumps({"type": "metric", "name": name, "value": 1})
+        + b'\n{"type":"error","message":"bad \xff","trace_id":"'
+        + trace.encode()
+        + b'","context":{"n":99999999999999999999999},"tags":{"big":99999999999999999999999}}\n'
+    )
+
+    response = post(server, body)
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 2, "rejected": []}
+    (metric,) = wait_rows(server, "SELECT value FROM metrics WHERE name = ?", name, expected=1)
+    assert metric == (1.0,)
+    ((data_text,),) = wait_rows(
+        server, "SELECT data FROM errors WHERE trace_id = ?", trace, expected=1
+    )
+    data = json.loads(data_text)
+    assert data["message"] == "bad \ufffd"
+    assert data["context"] == {"n": 1e23}
+    assert data["tags"] == {"big": 1e23}
+    assert "Traceback" not in server.output()
+
+
+def test_request_bounds_reject_only_bad_lines(server: IngestServer) -> None:
+    trace = uuid.uuid4().hex
+    body = ndjson(
+        request_event(trace),
+        request_event(trace, duration_ms=1.7e308),
+        request_event(trace, **{"http.request.method": "G\u0000T"}),
+        request_event(trace, **{"http.route": "/a\nb"}),
+        request_event(trace, **{"url.path": "/x\u0007"}),
+        request_event(trace, ttfb_ms=86_400_001.0),
+    )
+
+    response = post(server, body)
+
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    rejected = {entry["line"]: entry["error"] for entry in response.json()["rejected"]}
+    assert sorted(rejected) == [2, 3, 4, 5, 6]
+    assert rejected[2].startswith("invalid duration_ms 1.7e+308")
+    assert rejected[3].startswith("invalid http.request.method")
+    assert rejected[4] == "invalid http.route '/a\\nb': contains a control character"
+    assert rejected[5] == "invalid url.path '/x\\x07': contains a control character"
+    assert rejected[6].startswith("invalid ttfb_ms")
+
+
+def test_query_string_not_stored(server: IngestServer) -> None:
+    trace = uuid.uuid4().hex
+    error_event = {
+        "type": "error",
+        "trace_id": trace,
+        "message": "reset failed",
+        "url.path": "/reset?token=X123&page=2",
+    }
+    body = ndjson(request_event(trace, **{"url.path": "/reset?token=X123"}), error_event)
+
+    assert post(server, body).json() == {"accepted": 2, "rejected": []}
+
+    rows = wait_rows(server, "SELECT path FROM requests WHERE trace_id = ?", trace, expected=1)
+    assert rows == [("/reset",)]
+    ((data_text,),) = wait_rows(
+        server, "SELECT data FROM errors WHERE trace_id = ?", trace, expected=1
+    )
+    request = json.loads(data_text)["request"]
+    assert request["path"] == "/reset"
+    assert request["query"] == "token=[Filtered]&page=2"
+    assert "X123" not in data_text
+
+
+def test_multi_member_gzip_accepted(server: IngestServer) -> None:
+    trace = uuid.uuid4().hex
+    body = gzip.compress(ndjson(request_event(trace)) + b"\n") + gzip.compress(
+        ndjson(request_event(trace, **{"url.path": "/api/tours/18"}))
+    )
+
+    response = post(server, body, **{"Content-Encoding": "gzip"})
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 2, "rejected": []}
+    rows = wait_rows(
+        server, "SELECT path FROM requests WHERE trace_id = ? ORDER BY path", trace, expected=2
+    )
+    assert rows == [("/api/tours/17",), ("/api/tours/18",)]
+
+
+def test_multi_member_gzip_over_limit_is_413(server: IngestServer) -> None:
+    member = gzip.compress(b"\n" * (200 * 1024))
+    response = post(server, member + member, **{"Content-Encoding": "gzip"})
+
+    assert response.status_code == 413
+    assert "decompressed request body is larger than" in response.json()["error"]
+
+
+def test_json_error_names_column_only(server: IngestServer) -> None:
+    trace = uuid.uuid4().hex
+    body = ndjson(request_event(trace), b"", b"", b"", b'{"type": "metric", "name": tru}')
+
+    response = post(server, body)
+
+    ((entry),) = response.json()["rejected"]
+    assert entry["line"] == 5
+    assert entry["error"] == "invalid JSON: invalid literal, expected 'true': column 28"
+    assert "line 1" not in entry["error"]
+
+
+def test_protocol_answers_are_json(server: IngestServer) -> None:
+    missing = httpx.get(f"{server.url}/nowhere")
+    wrong_method = httpx.get(f"{server.url}/ingest")
+    preflight = httpx.options(
+        f"{server.url}/ingest",
+        headers={"Origin": "http://app.test", "Access-Control-Request-Method": "POST"},
+    )
+    health = httpx.get(f"{server.url}/healthz")
+
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/json"
+    assert "POST /ingest" in missing.json()["error"]
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == "application/json"
+    assert wrong_method.json() == {"error": "method GET is not allowed here"}
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "authorization" in preflight.headers["access-control-allow-headers"]
+    assert health.json()["status"] == "ok"
+    assert str(server.db.parent) not in health.text
+    assert "path" not in health.json()["writer"]
+    assert isinstance(health.json()["writer"]["events_written"], int)
+
+
+def test_token_scopes_enforced(server: IngestServer) -> None:
+    sentry_token = create_token(server.db, f"browser-{uuid.uuid4().hex[:8]}", "sentry")
+    ingest_token = create_token(server.db, f"service-{uuid.uuid4().hex[:8]}", "ingest")
+    event = ndjson(request_event(uuid.uuid4().hex))
+    envelope = b'{}\n{"type":"event"}\n{"message":"scoped"}\n'
+
+    as_bearer = httpx.post(
+        f"{server.url}/ingest",
+        content=event,
+        headers={"Authorization": f"Bearer {sentry_token}", **NDJSON},
+    )
+    as_sentry_key = httpx.post(
+        f"{server.url}/api/1/envelope/?sentry_key={ingest_token}", content=envelope
+    )
+    allowed_bearer = httpx.post(
+        f"{server.url}/ingest",
+        content=event,
+        headers={"Authorization": f"Bearer {ingest_token}", **NDJSON},
+    )
+    allowed_sentry = httpx.post(
+        f"{server.url}/api/1/envelope/?sentry_key={sentry_token}", content=envelope
+    )
+
+    assert as_bearer.status_code == 403
+    assert "scope 'sentry'" in as_bearer.json()["error"]
+    assert as_sentry_key.status_code == 403
+    assert "scope 'ingest'" in as_sentry_key.json()["detail"]
+    assert allowed_bearer.status_code == 202
+    assert allowed_sentry.status_code == 200
+
+
+def test_unexpected_errors_logged_once_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+    from hauswacht.collector.ingest import UnexpectedErrors
+
+    errors = UnexpectedErrors(interval=3600)
+
+    def fail(kind: type[Exception]) -> Exception:
+        try:
+            text = "body text " + "s3cr3t"
+            raise kind(text)
+        except Exception as exc:
+            return exc
+
+    with caplog.at_level("ERROR", logger="hauswacht.collector.ingest"):
+        for _ in range(5):
+            errors.report("checking an ingest event", fail(TypeError))
+        errors.report("checking an ingest event", fail(KeyError))
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("ingest: unexpected TypeError while checking an ingest event")
+    assert messages[1].startswith("ingest: unexpected KeyError while checking an ingest event")
+    assert "in fail" in messages[0]
+    assert all("s3cr3t" not in message for message in messages)
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_slow_body_gets_408(tmp_path: Path) -> None:
+    with ingest_server(tmp_path, "--body-timeout", "0.5") as slow:
+        request = (
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {slow.token}\r\n".encode()
+            + b"Content-Type: application/x-ndjson\r\nContent-Length: 100\r\n\r\n"
+            + b"x" * 40
+        )
+        answer = send_raw(slow.url, request)
+        after = httpx.post(
+            f"{slow.url}/ingest",
+            content=ndjson(request_event(uuid.uuid4().hex)),
+            headers={**slow.bearer(), **NDJSON},
+        )
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"did not arrive within 0.5 s" in answer
+    assert after.status_code == 202
+
+
+def test_serve_rejects_bad_body_timeout(tmp_path: Path) -> None:
+    from tests.helpers.ingest_server import run_cli
+
+    result = run_cli("serve", "--body-timeout", "soon", "--db", str(tmp_path / "e.db"))
+
+    assert result.returncode == 2
+    assert "invalid --body-timeout 'soon'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "stored"),
+    [("get", "GET"), ("PROPFIND", "PROPFIND"), ("GET\n", None), ("G T", None), ("A" * 17, None)],
+)
+def test_request_method_must_be_http_token(method: str, stored: str | None) -> None:
+    from hauswacht.collector.ingest_schema import SchemaError, parse_event
+
+    event = request_event("m", **{"http.request.method": method})
+    if stored is None:
+        with pytest.raises(SchemaError, match=r"^invalid http\.request\.method"):
+            parse_event(event, BASE_TS)
+    else:
+        assert parse_event(event, BASE_TS).method == stored
+
+
+def test_huge_tag_integer_rejected_by_schema() -> None:
+    from hauswacht.collector.ingest_schema import SchemaError, parse_event
+
+    metric = {"type": "metric", "name": "jobs", "value": 1, "tags": {"n": 2**64}}
+
+    with pytest.raises(SchemaError, match="invalid tag 'n': integer out of the 64-bit range"):
+        parse_event(metric, BASE_TS)
+    assert parse_event({**metric, "tags": {"n": 2**64 - 1}}, BASE_TS).tags == (
+        '{"n":18446744073709551615}'
+    )
+
+
+def test_configured_scrub_fields_apply(tmp_path: Path) -> None:
+    trace = uuid.uuid4().hex
+    with ingest_server(tmp_path, HAUSWACHT_SCRUB_FIELDS="tenant_code") as custom:
+        native = {
+            "type": "error",
+            "trace_id": trace,
+            "message": "native scrub",
+            "tags": {"tenant_code": "N1"},
+            "context": {"tenant_code": "N2"},
+            "url.path": "/plan?tenant_code=N3",
+        }
+        assert post(custom, ndjson(native)).status_code == 202
+        sentry = {
+            "message": "sentry scrub",
+            "tags": {"tenant_code": "S1"},
+            "extra": {"tenant_code": "S2"},
+            "request": {"url": "http://app.test/plan?tenant_code=S3"},
+        }
+        stored = httpx.post(f"{custom.url}/api/1/store/", json=sentry, headers=custom.sentry_auth())
+        assert stored.status_code == 200
+        rows = wait_rows(custom, "SELECT message, data FROM errors ORDER BY message", expected=2)
+
+    data = {message: json.loads(text) for message, text in rows}
+    for message, prefix in (("native scrub", "N"), ("sentry scrub", "S")):
+        assert data[message]["tags"] == {"tenant_code": "[Filtered]"}
+        assert data[message]["context"] == {"tenant_code": "[Filtered]"}
+        assert data[message]["request"]["query"] == "tenant_code=[Filtered]"
+        for number in (1, 2, 3):
+            assert f"{prefix}{number}" not in json.dumps(data[message])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.ingest_server import IngestServer, ingest_server, query, stop
+from tests.helpers.ingest_server import IngestServer, ingest_server, query, send_raw, stop
 
 # Envelopes stored as JSON arrays whose `length` values do not match their
 # payloads written compactly (the payloads were edited after capture).
@@ -300,3 +301,199 @@ def test_real_sentry_sdk_groups_errors(tmp_path: Path) -> None:
     assert query(server.db, "SELECT method, route, status FROM requests") == [
         ("GET", "/api/tours/{tour_id}", 404)
     ]
+
+
+# --- project ids, event ids, secrets, kept data, authentication before the body -------
+
+
+def post_store(server: IngestServer, body: bytes, project: str = "1") -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/{project}/store/", content=body, headers=server.sentry_auth()
+    )
+
+
+def latest_data(server: IngestServer, marker: str) -> dict:
+    ((data_text,),) = wait_rows(
+        server.db, "SELECT data FROM errors WHERE message = ?", marker, expected=1
+    )
+    return json.loads(data_text)
+
+
+def test_project_id_out_of_range_is_400(server: IngestServer) -> None:
+    body = b'{"message": "project check"}'
+    for project in (str(2**64), "0", str(2**63)):
+        response = post_store(server, body, project)
+        assert response.status_code == 400, project
+        assert response.json()["detail"].startswith(f"invalid project id {project} in the URL")
+    assert post_store(server, body, str(2**63 - 1)).status_code == 200
+
+
+def test_event_without_id_gets_generated_id(server: IngestServer) -> None:
+    first = post_store(server, b'{"message": "no id one"}')
+    second = post_envelope(server, b'{}\n{"type":"event"}\n{"message":"no id two"}\n')
+
+    assert first.status_code == 200
+    assert second.status_code == 200
+    ids = [first.json()["id"], second.json()["id"]]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
+    assert ids[0] != ids[1]
+
+
+def test_store_invalid_utf8_huge_integer_accepted(server: IngestServer) -> None:
+    marker = f"store utf8 {time.time_ns()}"
+    body = (
+        b'{"message": "' + marker.encode() + b'", "extra": {"note": "bad \xff", '
+        b'"n": 99999999999999999999999}, "tags": {"big": 99999999999999999999999}}'
+    )
+
+    response = post_store(server, body)
+
+    assert response.status_code == 200, response.text
+    data = latest_data(server, marker)
+    assert data["context"] == {"note": "bad \ufffd", "n": 1e23}
+    assert data["tags"] == {"big": "1e+23"}  # Sentry tag values are text
+    assert "Traceback" not in server.output()
+
+
+def test_sentry_secrets_scrubbed(server: IngestServer) -> None:
+    marker = f"scrub check {time.time_ns()}"
+    event = {
+        "message": marker,
+        "request": {
+            "url": "https://app.test/reset?token=Q1&page=2",
+            "method": "POST",
+            "headers": {
+                "Referer": "https://app.test/login?sentry_key=K2&next=/home",
+                "X-Session-Id": "S3",
+                "Accept": "text/html",
+            },
+            "data": {"password": "P4", "sid": "S5", "city": "Bremen"},
+            "env": {"REMOTE_ADDR": "192.0.2.7", "HTTP_AUTHORIZATION": "Basic A6"},
+        },
+        "extra": {
+            "private_key": "K7",
+            "session_id": "S8",
+            "dsn": "https://d9@sentry.test/1",
+            "callback": "https://hooks.test/x?signature=G10&id=3",
+            "tour": 42,
+        },
+    }
+
+    assert post_store(server, json.dumps(event).encode()).status_code == 200
+
+    data = latest_data(server, marker)
+    request = data["request"]
+    assert request["path"] == "/reset"
+    assert request["query"] == "token=[Filtered]&page=2"
+    assert request["headers"] == {
+        "referer": "https://app.test/login?sentry_key=[Filtered]&next=/home",
+        "x-session-id": "[Filtered]",
+        "accept": "text/html",
+    }
+    assert request["data"] == {"password": "[Filtered]", "sid": "[Filtered]", "city": "Bremen"}
+    assert request["env"] == {"REMOTE_ADDR": "192.0.2.7", "HTTP_AUTHORIZATION": "[Filtered]"}
+    assert data["context"] == {
+        "private_key": "[Filtered]",
+        "session_id": "[Filtered]",
+        "dsn": "[Filtered]",
+        "callback": "https://hooks.test/x?signature=[Filtered]&id=3",
+        "tour": 42,
+    }
+    text = json.dumps(data)
+    for secret in ("Q1", "K2", "S3", "P4", "S5", "A6", "K7", "S8", "d9", "G10"):
+        assert secret not in text, secret
+
+
+def test_contexts_and_breadcrumbs_kept() -> None:
+    from hauswacht.collector.sentry import convert_event
+
+    event = {
+        "message": "kept",
+        "contexts": {
+            "trace": {"trace_id": "a" * 32, "span_id": "b" * 16},
+            "os": {"name": "Linux", "version": "6.1"},
+            "runtime": {"name": "CPython", "version": "3.12.1"},
+            "tour": {"id": 17, "api_token": "T1"},
+        },
+        "breadcrumbs": {
+            "values": [{"category": "ui.click", "message": f"crumb {n}"} for n in range(150)]
+        },
+    }
+
+    data = convert_event(event, 1_780_000_000_000, 1, "browser").data
+
+    assert data["contexts"] == {
+        "os": {"name": "Linux", "version": "6.1"},
+        "runtime": {"name": "CPython", "version": "3.12.1"},
+        "tour": {"id": 17, "api_token": "[Filtered]"},
+    }
+    assert data["trace_id"] == "a" * 32
+    assert len(data["breadcrumbs"]) == 100
+    assert data["breadcrumbs"][0] == {"category": "ui.click", "message": "crumb 50"}
+    assert data["breadcrumbs"][-1] == {"category": "ui.click", "message": "crumb 149"}
+
+
+def test_breadcrumbs_bounded_in_bytes() -> None:
+    from hauswacht.collector.sentry import MAX_BREADCRUMB_BYTES, convert_event
+
+    crumbs = [{"message": f"{n:03d} " + "x" * 1000} for n in range(100)]
+    data = convert_event({"message": "big", "breadcrumbs": crumbs}, 0, 1, None).data
+
+    kept = data["breadcrumbs"]
+    assert sum(len(json.dumps(crumb, separators=(",", ":"))) + 1 for crumb in kept) <= (
+        MAX_BREADCRUMB_BYTES
+    )
+    assert kept[-1]["message"].startswith("099 ")
+    assert len(kept) == 32  # 32 * 1,018 bytes fit in 32 KiB
+
+
+def test_unauthenticated_envelope_rejected_before_body(server: IngestServer) -> None:
+    header = b'{"dsn": "http://0123456789abcdef0123456789abcdef@127.0.0.1/1"}\n'
+    request = (
+        b"POST /api/1/envelope/ HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-sentry-envelope\r\nContent-Length: 100000\r\n\r\n" + header
+    )
+
+    answer = send_raw(server.url, request)
+
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"missing or invalid sentry_key" in answer
+
+
+def test_store_without_key_rejected_before_body(server: IngestServer) -> None:
+    request = (
+        b"POST /api/1/store/ HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+
+    answer = send_raw(server.url, request)
+
+    assert answer.startswith(b"HTTP/1.1 401 ")
+
+
+def test_envelope_header_over_limit_is_401(server: IngestServer) -> None:
+    from hauswacht.collector.ingest import MAX_ENVELOPE_HEADER
+
+    padding = "p" * MAX_ENVELOPE_HEADER
+    body = f'{{"pad": "{padding}", "dsn": "http://{server.token}@127.0.0.1/1"}}\n'.encode()
+
+    response = httpx.post(f"{server.url}/api/1/envelope/", content=body + b'{"type":"x"}\n{}\n')
+
+    assert response.status_code == 401
+
+
+def test_dsn_key_in_gzip_envelope_header_accepted(server: IngestServer) -> None:
+    marker = f"dsn gzip {time.time_ns()}"
+    body = (
+        f'{{"dsn": "http://{server.token}@127.0.0.1/1"}}\n{{"type":"event"}}\n'
+        f'{{"message":"{marker}"}}\n'
+    ).encode()
+
+    response = httpx.post(
+        f"{server.url}/api/1/envelope/",
+        content=gzip.compress(body),
+        headers={"Content-Encoding": "gzip"},
+    )
+
+    assert response.status_code == 200, response.text
+    assert latest_data(server, marker)["message"] == marker

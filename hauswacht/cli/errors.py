@@ -1,11 +1,20 @@
-"""`hauswacht errors list|show|resolve|ignore|reopen`: triage of error groups (writer.groups)."""
+"""`hauswacht errors list|show|resolve|ignore|reopen`: triage of error groups (writer.groups).
+
+Output goes through `write_lines`, which handles a reader that goes away
+(`hauswacht errors list | head -3`) as Unix tools do: no traceback, nothing on
+stderr, and exit status BROKEN_PIPE_EXIT (128 + SIGPIPE), what a shell shows
+for a tool that SIGPIPE ended. Status names are translated in text output
+and stay English in JSON and in arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sqlite3
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -30,6 +39,8 @@ from hauswacht.writer.groups import (
 )
 
 MAX_MESSAGE_WIDTH = 70
+MAX_BREADCRUMB_LINES = 10
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE (13)
 STATUS_ACTIONS = {"resolve": "resolved", "ignore": "ignored", "reopen": "unresolved"}
 
 CATALOG = {
@@ -71,6 +82,18 @@ CATALOG = {
         "de": "Anzahl der aufgeführten Gruppen (Standard: 100)",
     },
     "help_json": {"en": "print JSON", "de": "JSON ausgeben"},
+    "bad_status": {
+        "en": "invalid --status {value!r}: expected one of unresolved, resolved, ignored",
+        "de": "ungültiger --status {value!r}: erwartet unresolved, resolved oder ignored",
+    },
+    "status_unresolved": {"en": "unresolved", "de": "offen"},
+    "status_resolved": {"en": "resolved", "de": "erledigt"},
+    "status_ignored": {"en": "ignored", "de": "ignoriert"},
+    "contexts": {"en": "Contexts", "de": "Kontexte"},
+    "breadcrumbs": {
+        "en": "Breadcrumbs (last {shown} of {count})",
+        "de": "Breadcrumbs (letzte {shown} von {count})",
+    },
     "bad_id": {
         "en": "invalid group id {value!r}: expected a positive integer from "
         "`hauswacht errors list`",
@@ -144,6 +167,28 @@ def register(subparsers: argparse._SubParsersAction, lang: str) -> None:
         command.set_defaults(handler=run_set_status, lang=lang, action=action)
 
 
+def write_lines(lines: Iterable[str]) -> int:
+    """Write `lines` to stdout; return 0, or BROKEN_PIPE_EXIT when the reader has gone away."""
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null, so the interpreter's last flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_EXIT
+    return 0
+
+
+def status_text(status: str, lang: str) -> str:
+    """Return the name of a group status in `lang` (the stored names are English)."""
+    if status in STATUSES:
+        return tr(f"status_{status}", lang)
+    return status
+
+
 def _time(ms: int | None) -> str:
     if ms is None:
         return "–"
@@ -161,8 +206,8 @@ def _read_error(path: Any, exc: sqlite3.Error) -> schema.DatabaseError:
     return schema.DatabaseError(f"{path}: cannot read error groups ({exc})")
 
 
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+def _print_json(value: Any) -> int:
+    return write_lines([orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()])
 
 
 def _shorten(text: str, width: int) -> str:
@@ -173,7 +218,7 @@ def _shorten(text: str, width: int) -> str:
 def run_list(args: argparse.Namespace) -> int:
     lang = args.lang
     if args.status is not None and args.status not in STATUSES:
-        print(f"hauswacht: {tr('help_status', lang)} ({args.status!r})", file=sys.stderr)
+        print(f"hauswacht: {tr('bad_status', lang, value=args.status)}", file=sys.stderr)
         return 2
     limit = int(args.limit) if args.limit.isdigit() else 0
     if not 1 <= limit <= 10_000:
@@ -193,23 +238,27 @@ def run_list(args: argparse.Namespace) -> int:
         return fail(describe_database_error(path, _read_error(path, exc), lang))
 
     if args.json:
-        _print_json([group.to_json() for group in groups])
-        return 0
+        return _print_json([group.to_json() for group in groups])
     if not groups:
-        print(tr("none", lang))
-        return 0
+        return write_lines([tr("none", lang)])
     rows = [
-        [str(group.id), group.status, format_number(group.count, lang), _time(group.last_seen)]
+        [
+            str(group.id),
+            status_text(group.status, lang),
+            format_number(group.count, lang),
+            _time(group.last_seen),
+        ]
         for group in groups
     ]
     headers = [tr(key, lang) for key in ("id", "status", "count", "last_seen")]
     lines = render_table(headers, rows, left_columns=2)
-    # The error text goes last and left-aligned, outside the aligned columns.
-    texts = [tr("error", lang), ""] + [
+    # The error text goes last and left-aligned, outside the aligned columns; its
+    # underline is as wide as the header, because the texts have no common width.
+    error_header = tr("error", lang)
+    texts = [error_header, "-" * len(error_header)] + [
         _shorten(f"{group.type}: {group.message}", MAX_MESSAGE_WIDTH) for group in groups
     ]
-    print("\n".join(f"{line}  {text}".rstrip() for line, text in zip(lines, texts, strict=True)))
-    return 0
+    return write_lines(f"{line}  {text}".rstrip() for line, text in zip(lines, texts, strict=True))
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -233,10 +282,8 @@ def run_show(args: argparse.Namespace) -> int:
         return fail(describe_database_error(path, _read_error(path, exc), lang))
 
     if args.json:
-        _print_json(detail.to_json())
-        return 0
-    print("\n".join(format_detail(detail, lang)))
-    return 0
+        return _print_json(detail.to_json())
+    return write_lines(format_detail(detail, lang))
 
 
 def format_detail(detail: GroupDetail, lang: str) -> list[str]:
@@ -244,7 +291,7 @@ def format_detail(detail: GroupDetail, lang: str) -> list[str]:
     group = detail.group
     lines = [
         f"#{group.id}  {group.type}: {_shorten(group.message, 200)}",
-        f"{tr('status', lang)}: {group.status}    {tr('count', lang)}: "
+        f"{tr('status', lang)}: {status_text(group.status, lang)}    {tr('count', lang)}: "
         f"{format_number(group.count, lang)}    {tr('regressions', lang)}: {group.regressions}",
         f"{tr('first_seen', lang)}: {_time(group.first_seen)}    "
         f"{tr('last_seen', lang)}: {_time(group.last_seen)}",
@@ -254,6 +301,7 @@ def format_detail(detail: GroupDetail, lang: str) -> list[str]:
         tr("latest", lang) + ":",
     ]
     lines.extend(_event_lines(detail.latest_event, lang))
+    lines.extend(_context_lines(detail.latest_event, lang))
     lines.append("")
     lines.append(tr("samples", lang) + ":")
     for sample in detail.samples:
@@ -293,6 +341,26 @@ def _event_lines(event: dict[str, Any], lang: str) -> list[str]:
     return lines
 
 
+def _context_lines(event: dict[str, Any], lang: str) -> list[str]:
+    """Return the names of the event's contexts and its last breadcrumbs (Sentry events)."""
+    lines = []
+    contexts = event.get("contexts")
+    if isinstance(contexts, dict) and contexts:
+        names = ", ".join(sorted(str(name) for name in contexts))
+        lines.append(f"  {tr('contexts', lang)}: {_shorten(names, 200)}")
+    crumbs = event.get("breadcrumbs")
+    if isinstance(crumbs, list) and crumbs:
+        shown = crumbs[-MAX_BREADCRUMB_LINES:]
+        lines.append(f"  {tr('breadcrumbs', lang, shown=len(shown), count=len(crumbs))}:")
+        for crumb in shown:
+            if not isinstance(crumb, dict):
+                continue
+            label = crumb.get("category") or crumb.get("type") or ""
+            text = crumb.get("message") or ""
+            lines.append(f"    {_shorten(f'{label} {text}'.strip(), MAX_MESSAGE_WIDTH)}")
+    return lines
+
+
 def run_set_status(args: argparse.Namespace) -> int:
     lang = args.lang
     group_id = _group_id(args.id)
@@ -307,5 +375,4 @@ def run_set_status(args: argparse.Namespace) -> int:
         return fail(tr("not_found", lang, id=group_id))
     except schema.DatabaseError as exc:
         return fail(describe_database_error(path, exc, lang))
-    print(tr("updated", lang, id=group_id, status=status))
-    return 0
+    return write_lines([tr("updated", lang, id=group_id, status=status_text(status, lang))])

@@ -1,4 +1,11 @@
-"""`hauswacht serve`: the HTTP ingest server (hauswacht.collector.ingest) under uvicorn."""
+"""`hauswacht serve`: the HTTP ingest server (hauswacht.collector.ingest) under uvicorn.
+
+Connection limits: an idle keep-alive connection is closed after
+KEEP_ALIVE_SECONDS, request headers may take MAX_HEADER_BYTES (h11's
+limit on an incomplete event), and a request body must arrive within
+--body-timeout seconds (408 otherwise), so a slow or stalled client holds a
+connection only for a bounded time.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,9 @@ from hauswacht.writer import schema
 # Larger than the collector's defaults: one POST may carry thousands of events.
 SERVE_QUEUE_SIZE = 100_000
 SERVE_BATCH_SIZE = 5_000
+KEEP_ALIVE_SECONDS = 5
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_TIMEOUT = 3600.0
 
 CATALOG = {
     "help": {
@@ -31,6 +41,16 @@ CATALOG = {
     "help_max_body": {
         "en": "largest request body in MiB, before and after decompression (default: 5)",
         "de": "größter Anfrage-Body in MiB, vor und nach dem Entpacken (Standard: 5)",
+    },
+    "help_body_timeout": {
+        "en": "seconds a client may take to send a whole request body; slower ones get "
+        "408 (default: 30)",
+        "de": "Sekunden, die ein Client für einen ganzen Anfrage-Body brauchen darf; "
+        "langsamere erhalten 408 (Standard: 30)",
+    },
+    "bad_body_timeout": {
+        "en": "invalid --body-timeout {value!r}: expected a number of seconds from 0.1 to 3600",
+        "de": "ungültiges --body-timeout {value!r}: erwartet eine Zahl von 0,1 bis 3600 Sekunden",
     },
     "bad_port": {
         "en": "invalid --port {value!r}: expected a number from 1 to 65535",
@@ -57,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction, lang: str) -> None:
     parser.add_argument("--host", default="127.0.0.1", help=tr("help_host", lang))
     parser.add_argument("--port", default="8112", help=tr("help_port", lang))
     parser.add_argument("--max-body-mb", default="5", metavar="MIB", help=tr("help_max_body", lang))
+    parser.add_argument(
+        "--body-timeout", default="30", metavar="SECONDS", help=tr("help_body_timeout", lang)
+    )
     add_database_option(parser, lang)
     parser.set_defaults(handler=run_serve, lang=lang)
 
@@ -77,6 +100,14 @@ def _max_body(text: str) -> int | None:
     if not 0.001 <= mib <= 1024:
         return None
     return int(mib * 1024 * 1024)
+
+
+def _body_timeout(text: str) -> float | None:
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if 0.1 <= seconds <= MAX_BODY_TIMEOUT else None
 
 
 def build_settings(database: os.PathLike[str] | str) -> Settings:
@@ -107,6 +138,13 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"hauswacht: {tr('bad_max_body', lang, value=args.max_body_mb)}", file=sys.stderr)
         return 2
 
+    body_timeout = _body_timeout(args.body_timeout)
+    if body_timeout is None:
+        print(
+            f"hauswacht: {tr('bad_body_timeout', lang, value=args.body_timeout)}", file=sys.stderr
+        )
+        return 2
+
     path = resolve_database(args.db)
     try:
         settings = build_settings(path)
@@ -120,7 +158,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(Collector(settings), max_body=max_body)
+    app = create_app(Collector(settings), max_body=max_body, body_timeout=body_timeout)
     # No access log: browser SDKs put the token in the query string.
     config = uvicorn.Config(
         app,
@@ -131,6 +169,8 @@ def run_serve(args: argparse.Namespace) -> int:
         server_header=False,
         lifespan="on",
         log_config=None,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     server = uvicorn.Server(config)
     server.run()

@@ -1,4 +1,11 @@
-"""`hauswacht token create|list|revoke`: ingest tokens (see hauswacht.writer.tokens)."""
+"""`hauswacht token create|list|revoke`: ingest tokens (see hauswacht.writer.tokens).
+
+`token create` prints the database it wrote to. When that file did not exist
+it is created (with missing folders, as `hauswacht serve` would), and a
+notice on stderr says so, because a mistyped --db would otherwise go
+unnoticed. The Sentry DSN is printed only for tokens whose scope allows the
+Sentry endpoints, the curl line only for those that allow /ingest.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from hauswacht.cli.errors import write_lines
 from hauswacht.cli.stats import (
     add_database_option,
     describe_database_error,
@@ -18,7 +26,18 @@ from hauswacht.cli.stats import (
 )
 from hauswacht.i18n import translate
 from hauswacht.writer import schema
-from hauswacht.writer.tokens import TokenError, create_token, list_tokens, revoke_token
+from hauswacht.writer.tokens import (
+    DEFAULT_SCOPE,
+    SCOPE_INGEST,
+    SCOPE_SENTRY,
+    SCOPES,
+    TokenError,
+    check_name,
+    create_token,
+    list_tokens,
+    revoke_token,
+    scope_allows,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8112"
 SENTRY_PROJECT_ID = 1
@@ -49,6 +68,23 @@ CATALOG = {
         "de": "Server-URL, wie die Clients sie erreichen, für die DSN (Standard: {url})",
     },
     "help_json": {"en": "print JSON", "de": "JSON ausgeben"},
+    "help_scope": {
+        "en": "what the token may do: 'sentry' (Sentry SDK endpoints only; use it for a DSN "
+        "in browser code, which anyone can read), 'ingest' (POST /ingest only) or 'all' "
+        "(default: {default})",
+        "de": "was das Token darf: 'sentry' (nur die Sentry-SDK-Endpunkte; für eine DSN in "
+        "Browser-Code, die jeder lesen kann), 'ingest' (nur POST /ingest) oder 'all' "
+        "(Standard: {default})",
+    },
+    "database": {"en": "Database: {path}", "de": "Datenbank: {path}"},
+    "database_created": {
+        "en": "note: {path} did not exist and was created as a new events database; "
+        "if you meant an existing one, revoke this token and pass the right --db",
+        "de": "Hinweis: {path} existierte nicht und wurde als neue Ereignisdatenbank "
+        "angelegt; falls eine vorhandene gemeint war, dieses Token widerrufen und das "
+        "richtige --db angeben",
+    },
+    "scope": {"en": "Scope", "de": "Bereich"},
     "bad_url": {
         "en": "invalid --url {value!r}: expected http://HOST:PORT or https://HOST:PORT",
         "de": "ungültige --url {value!r}: erwartet http://HOST:PORT oder https://HOST:PORT",
@@ -69,7 +105,12 @@ CATALOG = {
     "state": {"en": "State", "de": "Status"},
     "active": {"en": "active", "de": "aktiv"},
     "revoked_at": {"en": "revoked {time}", "de": "widerrufen {time}"},
-    "bad_name": {"en": "{detail}", "de": "ungültiger Token-Name {name!r}: {detail}"},
+    "bad_name": {
+        "en": "invalid token name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit",
+        "de": "ungültiger Token-Name {name!r}: erlaubt sind 1 bis 64 Buchstaben, Ziffern, "
+        "'.', '_' oder '-', am Anfang ein Buchstabe oder eine Ziffer",
+    },
     "exists": {
         "en": "a token named {name!r} already exists; revoke it first or choose another name",
         "de": "ein Token namens {name!r} existiert bereits; erst widerrufen oder anderen "
@@ -96,6 +137,12 @@ def register(subparsers: argparse._SubParsersAction, lang: str) -> None:
     )
     create.add_argument("name", metavar="NAME", help=tr("help_name", lang))
     create.add_argument("--url", default=DEFAULT_URL, help=tr("help_url", lang, url=DEFAULT_URL))
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=DEFAULT_SCOPE,
+        help=tr("help_scope", lang, default=DEFAULT_SCOPE),
+    )
     create.add_argument("--json", action="store_true", help=tr("help_json", lang))
     add_database_option(create, lang)
     create.set_defaults(handler=run_create, lang=lang)
@@ -138,32 +185,50 @@ def run_create(args: argparse.Namespace) -> int:
     if not _valid_url(args.url):
         print(f"hauswacht: {tr('bad_url', lang, value=args.url)}", file=sys.stderr)
         return 2
-    path = resolve_database(args.db)
     try:
-        token = create_token(path, args.name)
-    except TokenError as exc:
-        if "already exists" in str(exc):
-            return fail(tr("exists", lang, name=args.name))
-        return fail(tr("bad_name", lang, name=args.name, detail=exc))
+        check_name(args.name)
+    except TokenError:
+        return fail(tr("bad_name", lang, name=args.name))
+    path = resolve_database(args.db)
+    existed = path.exists()
+    try:
+        token = create_token(path, args.name, args.scope)
+    except TokenError:
+        return fail(tr("exists", lang, name=args.name))
     except schema.DatabaseError as exc:
         return fail(describe_database_error(path, exc, lang, must_exist=False))
+    if not existed:
+        print(f"hauswacht: {tr('database_created', lang, path=path)}", file=sys.stderr)
 
-    dsn = sentry_dsn(args.url, token)
+    dsn = sentry_dsn(args.url, token) if scope_allows(args.scope, SCOPE_SENTRY) else None
     ingest_url = args.url.rstrip("/") + "/ingest"
+    native = scope_allows(args.scope, SCOPE_INGEST)
     if args.json:
-        body = {"name": args.name, "token": token, "dsn": dsn, "ingest_url": ingest_url}
-        print(orjson.dumps(body).decode())
-        return 0
-    print(tr("created", lang, name=args.name))
-    print(f"  {token}")
-    print(tr("dsn", lang))
-    print(f"  {dsn}")
-    print(tr("native", lang))
-    print(
-        f'  curl -H "Authorization: Bearer {token}" -H "Content-Type: application/x-ndjson" '
-        f"--data-binary @events.ndjson {ingest_url}"
-    )
-    return 0
+        body = {
+            "name": args.name,
+            "token": token,
+            "scope": args.scope,
+            "dsn": dsn,
+            "ingest_url": ingest_url if native else None,
+            "database": str(path.absolute()),
+            "database_created": not existed,
+        }
+        return write_lines([orjson.dumps(body).decode()])
+    lines = [
+        tr("created", lang, name=args.name),
+        f"  {token}",
+        tr("database", lang, path=path.absolute()),
+        f"{tr('scope', lang)}: {args.scope}",
+    ]
+    if dsn is not None:
+        lines += [tr("dsn", lang), f"  {dsn}"]
+    if native:
+        lines += [
+            tr("native", lang),
+            f'  curl -H "Authorization: Bearer {token}" -H "Content-Type: application/x-ndjson" '
+            f"--data-binary @events.ndjson {ingest_url}",
+        ]
+    return write_lines(lines)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -175,23 +240,26 @@ def run_list(args: argparse.Namespace) -> int:
         return fail(describe_database_error(path, exc, lang))
     if args.json:
         rows = [
-            {"name": t.name, "created_at": t.created_at, "revoked_at": t.revoked_at} for t in tokens
+            {
+                "name": t.name,
+                "scope": t.scope,
+                "created_at": t.created_at,
+                "revoked_at": t.revoked_at,
+            }
+            for t in tokens
         ]
-        print(orjson.dumps(rows).decode())
-        return 0
+        return write_lines([orjson.dumps(rows).decode()])
     if not tokens:
-        print(tr("none", lang))
-        return 0
+        return write_lines([tr("none", lang)])
     rows_text = []
     for info in tokens:
         if info.revoked_at is None:
             state = tr("active", lang)
         else:
             state = tr("revoked_at", lang, time=_time(info.revoked_at))
-        rows_text.append([info.name, _time(info.created_at), state])
-    headers = [tr("name", lang), tr("created_at", lang), tr("state", lang)]
-    print("\n".join(render_table(headers, rows_text, left_columns=3)))
-    return 0
+        rows_text.append([info.name, info.scope, _time(info.created_at), state])
+    headers = [tr("name", lang), tr("scope", lang), tr("created_at", lang), tr("state", lang)]
+    return write_lines(render_table(headers, rows_text, left_columns=4))
 
 
 def run_revoke(args: argparse.Namespace) -> int:
@@ -205,5 +273,4 @@ def run_revoke(args: argparse.Namespace) -> int:
         return fail(tr("missing", lang, name=args.name))
     except schema.DatabaseError as exc:
         return fail(describe_database_error(path, exc, lang))
-    print(tr("revoked", lang, name=args.name))
-    return 0
+    return write_lines([tr("revoked", lang, name=args.name)])

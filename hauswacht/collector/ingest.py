@@ -8,14 +8,32 @@ Endpoints (every response body is JSON):
   least one event was queued; 400 with the same body when every line was
   rejected. For an array, "line" is the element's position, from 1.
 - `POST /api/<project_id>/envelope/` and `POST /api/<project_id>/store/`:
-  the Sentry protocol (sentry.py). 200 `{"id": event_id}`.
-- `GET /healthz`: queue and writer health; 503 while the writer is not running.
+  the Sentry protocol (sentry.py). 200 `{"id": event_id}`, with an id made
+  here when the event has none. The project id is 1 to 2**63 - 1.
+- `OPTIONS` on each of these: the CORS preflight, so browser code may post.
+- `GET /healthz`: status and queue and writer counters (no file paths); 503
+  while the writer is not running.
 
-Errors: 401 without a valid token, 413 over the body limit, 415 for a content
-type (on /ingest) or content encoding that is not supported, 429 with
-`Retry-After` when the queue has no room for the whole request, 400 for a
-body that cannot be read. A client can never cause a 500: the parse steps
-have a catch-all that logs the exception and answers 400.
+Errors:
+- 400 for a body that cannot be read;
+- 401 without a valid token, 403 for a token whose scope does not allow
+  the endpoint (tokens.py);
+- 404 and 405 as JSON;
+- 408 when the body does not arrive within `body_timeout` seconds;
+- 413 over the body limit;
+- 415 for a content type (on /ingest) or content encoding that is not
+  supported;
+- 429 with `Retry-After` when the queue has no room for the whole request.
+
+A client can never cause a 500. The parse steps have a catch-all that
+rejects the NDJSON line, or answers 400 outside the lines. It logs the
+exception's type and stack, without its message or the body, at most once
+per minute for each kind (UnexpectedErrors).
+
+Authentication comes before the body: /ingest checks its bearer token and
+/store/ its key from the headers or query before reading anything; an
+envelope without such a key is read only until its header line (at most
+MAX_ENVELOPE_HEADER bytes after decompression) to take the `dsn` key from it.
 
 Invariants
 - All or nothing per request and line: the events of a request are checked
@@ -36,15 +54,20 @@ Invariants
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import re
 import time
+import traceback
+import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -60,12 +83,17 @@ from hauswacht.collector.sentry import (
     events_from_envelope,
     parse_envelope,
 )
+from hauswacht.collector.settings import DEFAULT_SCRUB_FIELDS
 from hauswacht.writer.events import Event
-from hauswacht.writer.tokens import TokenVerifier
+from hauswacht.writer.tokens import SCOPE_INGEST, SCOPE_SENTRY, TokenVerifier, scope_allows
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 5 * 1024 * 1024  # bytes, compressed and decompressed
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
+MAX_ENVELOPE_HEADER = 16 * 1024  # bytes of an envelope read before it is authenticated
+MAX_PROJECT_ID = 2**63 - 1
+UNEXPECTED_LOG_INTERVAL = 60.0  # seconds between two logs of the same unexpected error
 MAX_REPORTED_REJECTIONS = 100
 RETRY_AFTER_SECONDS = 1
 
@@ -80,6 +108,11 @@ SENTRY_CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "x-sentry-error, x-sentry-rate-limits, retry-after",
 }
+INGEST_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "retry-after",
+}
+_JSON_POSITION = re.compile(r"line 1 column (\d+) \(char \d+\)")
 
 
 class RequestFailed(Exception):
@@ -109,14 +142,153 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class UnexpectedErrors:
+    """Logs unexpected exceptions of request handling, at most once per kind per interval.
+
+    A kind is the step plus the exception type. The log line has the type and
+    the stack (file, line, function) but never the exception's message, which
+    may quote the body, and never the body itself.
+    """
+
+    MAX_KINDS = 1000
+
+    def __init__(self, interval: float = UNEXPECTED_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._logged_at: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def report(self, step: str, exc: BaseException) -> None:
+        """Log `exc`, raised while doing `step`, unless this kind was logged in the interval."""
+        kind = f"{step}: {type(exc).__qualname__}"
+        now = time.monotonic()
+        logged_at = self._logged_at.get(kind)
+        if logged_at is not None and now - logged_at < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        if logged_at is None and len(self._logged_at) >= self.MAX_KINDS:
+            self._logged_at.clear()
+            self._suppressed.clear()
+        self._logged_at[kind] = now
+        suppressed = self._suppressed.pop(kind, 0)
+        stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+        logger.error(
+            "ingest: unexpected %s while %s; that input was rejected and nothing of it was "
+            "stored (%d more of this kind since the last log; logged at most every %.0f s)\n%s",
+            type(exc).__qualname__,
+            step,
+            suppressed,
+            self.interval,
+            stack.rstrip(),
+        )
+
+
+unexpected_errors = UnexpectedErrors()
+
+
 # --- the request body ----------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read and decompress the body, raising RequestFailed (413, 415, 400) as soon as it fails.
+class BodyDecoder:
+    """Decompresses a body chunk by chunk, raising RequestFailed (413, 400) as soon as it fails.
 
     At most `limit` + 1 bytes are held before the limit check, compressed or
-    decompressed.
+    decompressed. A gzip body may have several members (`cat a.gz b.gz`);
+    their output is joined, within the same limit.
+    """
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding = encoding
+        self.limit = limit
+        self.received = 0
+        self.produced = 0
+        self.parts: list[bytes] = []
+        self.head = b""  # deflate: the first two bytes decide between zlib and raw deflate
+        self.gzip = encoding in ("gzip", "x-gzip")
+        self.decompressor: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzip else None
+
+    def feed(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.received > self.limit:
+            raise _too_large(self.limit)
+        if self.encoding == "deflate" and self.decompressor is None:
+            self.head += chunk
+            if len(self.head) < 2:
+                return
+            self.decompressor = zlib.decompressobj(_deflate_wbits(self.head))
+            chunk, self.head = self.head, b""
+        if self.decompressor is None:
+            self._add(chunk)
+            return
+        try:
+            self._inflate(chunk)
+        except zlib.error as exc:
+            raise RequestFailed(400, f"invalid {self.encoding} body: {exc}") from None
+
+    def _add(self, output: bytes) -> None:
+        self.produced += len(output)
+        if self.produced > self.limit:
+            raise _too_large(self.limit, decompressed=self.decompressor is not None)
+        if output:
+            self.parts.append(output)
+
+    def _inflate(self, data: bytes) -> None:
+        while data:
+            if self.decompressor.eof:
+                if not self.gzip:
+                    raise RequestFailed(
+                        400, "invalid compressed body: data after the compressed stream"
+                    )
+                self.decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the next member
+            output = self.decompressor.decompress(data, self.limit - self.produced + 1)
+            self._add(output)
+            if self.decompressor.eof:
+                data = self.decompressor.unused_data
+            else:
+                data = self.decompressor.unconsumed_tail
+
+    def first_line(self, limit: int) -> bytes | None:
+        """Return the decompressed bytes before the first newline once they are known.
+
+        Returns None while more bytes are needed, and `limit` + 1 bytes when
+        no newline comes within the first `limit`.
+        """
+        if len(self.parts) > 1:
+            self.parts = [b"".join(self.parts)]
+        data = self.parts[0] if self.parts else b""
+        end = data.find(b"\n", 0, limit + 1)
+        if end >= 0:
+            return data[:end]
+        if len(data) > limit:
+            return data[: limit + 1]
+        return None
+
+    def finish(self) -> bytes:
+        """Check that the compressed stream ended and return the whole decompressed body."""
+        if self.encoding == "deflate" and self.decompressor is None and self.head:
+            raise RequestFailed(400, "invalid deflate body: shorter than 2 bytes")
+        if self.decompressor is not None:
+            try:
+                tail = self.decompressor.flush(self.limit - self.produced + 1)
+            except zlib.error as exc:
+                raise RequestFailed(400, f"invalid {self.encoding} body: {exc}") from None
+            self._add(tail)
+            if not self.decompressor.eof:
+                raise RequestFailed(400, f"invalid {self.encoding} body: truncated compressed data")
+        return b"".join(self.parts)
+
+
+async def read_body(
+    request: Request,
+    limit: int,
+    seconds: float = DEFAULT_BODY_TIMEOUT,
+    check_head: Callable[[bytes], None] | None = None,
+) -> bytes:
+    """Read and decompress the body, raising RequestFailed (408, 413, 415, 400) when it fails.
+
+    `check_head`, when given, is called with the first line of the
+    decompressed body (see BodyDecoder.first_line, at most
+    MAX_ENVELOPE_HEADER + 1 bytes) as soon as that line has arrived, before
+    the rest is read. It raises RequestFailed to stop the request there.
     """
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding not in ENCODINGS:
@@ -128,50 +300,29 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
 
-    decompressor: Any = None
-    if encoding in ("gzip", "x-gzip"):
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    received = 0
-    produced = 0
-    parts: list[bytes] = []
-    head = b""  # deflate: the first two bytes decide between zlib and raw deflate
-
+    decoder = BodyDecoder(encoding, limit)
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise _too_large(limit)
-            if encoding == "deflate" and decompressor is None:
-                head += chunk
-                if len(head) < 2:
-                    continue
-                decompressor = zlib.decompressobj(_deflate_wbits(head))
-                chunk, head = head, b""
-            if decompressor is None:
-                parts.append(chunk)
-                continue
-            produced = _inflate(decompressor, chunk, parts, produced, limit)
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                decoder.feed(chunk)
+                if check_head is not None:
+                    line = decoder.first_line(MAX_ENVELOPE_HEADER)
+                    if line is not None:
+                        check_head(line)
+                        check_head = None
+    except TimeoutError:
+        raise RequestFailed(
+            408,
+            f"the request body did not arrive within {seconds:g} s; nothing was stored",
+            {"Connection": "close"},
+        ) from None
     except ClientDisconnect:
         raise RequestFailed(400, "the client closed the connection before the body ended") from None
-    except zlib.error as exc:
-        raise RequestFailed(400, f"invalid {encoding} body: {exc}") from None
 
-    if encoding == "deflate" and decompressor is None and head:
-        raise RequestFailed(400, "invalid deflate body: shorter than 2 bytes")
-    if decompressor is not None:
-        try:
-            tail = decompressor.flush(limit - produced + 1)
-        except zlib.error as exc:
-            raise RequestFailed(400, f"invalid {encoding} body: {exc}") from None
-        produced += len(tail)
-        if produced > limit:
-            raise _too_large(limit)
-        parts.append(tail)
-        if not decompressor.eof:
-            raise RequestFailed(400, f"invalid {encoding} body: truncated compressed data")
-        if decompressor.unused_data:
-            raise RequestFailed(400, f"invalid {encoding} body: data after the compressed stream")
-    return b"".join(parts)
+    body = decoder.finish()
+    if check_head is not None:
+        check_head(body[: MAX_ENVELOPE_HEADER + 1].partition(b"\n")[0])
+    return body
 
 
 def _deflate_wbits(head: bytes) -> int:
@@ -179,19 +330,6 @@ def _deflate_wbits(head: bytes) -> int:
     if head[0] & 0x0F == 8 and ((head[0] << 8) | head[1]) % 31 == 0:
         return zlib.MAX_WBITS
     return -zlib.MAX_WBITS
-
-
-def _inflate(decompressor: Any, data: bytes, parts: list[bytes], produced: int, limit: int) -> int:
-    while data:
-        if decompressor.eof:
-            raise RequestFailed(400, "invalid compressed body: data after the compressed stream")
-        output = decompressor.decompress(data, limit - produced + 1)
-        produced += len(output)
-        if produced > limit:
-            raise _too_large(limit, decompressed=True)
-        parts.append(output)
-        data = decompressor.unconsumed_tail
-    return produced
 
 
 def _too_large(limit: int, decompressed: bool = False) -> RequestFailed:
@@ -205,7 +343,11 @@ def _too_large(limit: int, decompressed: bool = False) -> RequestFailed:
 
 
 def parse_native(
-    body: bytes, content_type: str, now_ms: int, sender: str | None
+    body: bytes,
+    content_type: str,
+    now_ms: int,
+    sender: str | None,
+    scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS,
 ) -> tuple[list[Event], list[dict[str, Any]], int]:
     """Check every line (or array element) of a native body.
 
@@ -229,25 +371,26 @@ def parse_native(
         decoded = False
 
     # One pass per line: decode (NDJSON), check, convert. This loop runs for
-    # every event, so the common case takes no extra steps.
+    # every event, so the common case takes no extra steps. Whatever one line
+    # raises rejects only that line.
     loads = orjson.loads
     for number, raw in lines:
         try:
-            value = raw if decoded else loads(raw)
-            events.append(parse_event(value, now_ms, sender))
+            if decoded:
+                value = raw
+            else:
+                try:
+                    value = loads(raw)
+                except orjson.JSONDecodeError:
+                    if not raw.strip():
+                        continue  # blank lines are allowed and not counted
+                    value = decode_json(raw)  # invalid UTF-8 is replaced, or SchemaError
+            events.append(parse_event(value, now_ms, sender, scrub_fields))
             continue
-        except orjson.JSONDecodeError:
-            if not raw.strip():
-                continue  # blank lines are allowed and not counted
-            try:
-                events.append(parse_event(decode_json(raw), now_ms, sender))
-                continue
-            except SchemaError as exc:
-                error = str(exc)
         except SchemaError as exc:
-            error = str(exc)
-        except Exception:
-            logger.exception("ingest: unexpected error while checking line %d", number)
+            error = str(exc) if decoded else _JSON_POSITION.sub(r"column \1", str(exc))
+        except Exception as exc:
+            unexpected_errors.report("checking an ingest event", exc)
             error = "internal error while checking this event; it was not stored"
         rejected_count += 1
         if len(rejected) < MAX_REPORTED_REJECTIONS:
@@ -264,12 +407,21 @@ def parse_native(
 class IngestServer:
     """The endpoints of one ingest server; owns the token verifier and feeds one collector."""
 
-    def __init__(self, collector: Collector, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self,
+        collector: Collector,
+        max_body: int = DEFAULT_MAX_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    ) -> None:
         if max_body < 1:
             raise ValueError(f"max_body must be at least 1 byte, got {max_body}")
+        if not body_timeout > 0:
+            raise ValueError(f"body_timeout must be more than 0 seconds, got {body_timeout}")
         self.collector = collector
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.tokens = TokenVerifier(collector.settings.database)
+        self.scrub_fields = tuple(collector.settings.scrub_fields)
 
     # -- shared steps --
 
@@ -295,13 +447,33 @@ class IngestServer:
     def _bearer(self, request: Request) -> str:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        name = self.tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
-        if name is None:
+        found = self.tokens.lookup(token.strip()) if scheme.lower() == "bearer" else None
+        if found is None:
             raise RequestFailed(
                 401,
                 "missing or invalid token: send Authorization: Bearer TOKEN "
-                "(create one with `hauswacht token create NAME`)",
+                "(create one with `hauswacht token create NAME --scope ingest`)",
                 {"WWW-Authenticate": 'Bearer realm="hauswacht"'},
+            )
+        name, scope = found
+        if not scope_allows(scope, SCOPE_INGEST):
+            raise RequestFailed(
+                403,
+                f"token {name!r} has scope {scope!r}, which does not allow POST /ingest; "
+                "create a token with `hauswacht token create NAME --scope ingest`",
+            )
+        return name
+
+    def _sentry_sender(self, key: str) -> str:
+        found = self.tokens.lookup(key)
+        if found is None:
+            raise self._sentry_unauthorized()
+        name, scope = found
+        if not scope_allows(scope, SCOPE_SENTRY):
+            raise RequestFailed(
+                403,
+                f"token {name!r} has scope {scope!r}, which does not allow the Sentry "
+                "endpoints; create a token with `hauswacht token create NAME --scope sentry`",
             )
         return name
 
@@ -317,27 +489,28 @@ class IngestServer:
                     f"unsupported Content-Type {content_type[:60]!r}: send "
                     "application/x-ndjson (one event per line) or application/json",
                 )
-            body = await read_body(request, self.max_body)
+            body = await read_body(request, self.max_body, self.body_timeout)
             try:
                 events, rejected, rejected_count = parse_native(
-                    body, content_type, _now_ms(), sender
+                    body, content_type, _now_ms(), sender, self.scrub_fields
                 )
             except RequestFailed:
                 raise
-            except Exception:
-                logger.exception("ingest: unexpected error while reading a body from %s", sender)
+            except Exception as exc:
+                unexpected_errors.report("reading an ingest body", exc)
                 raise RequestFailed(400, "the body could not be read; nothing was stored") from None
             if events:
                 self._enqueue(events)
         except RequestFailed as failure:
-            return _json(failure.status, {"error": failure.message}, failure.headers)
+            headers = {**INGEST_CORS_HEADERS, **failure.headers}
+            return _json(failure.status, {"error": failure.message}, headers)
 
         answer: dict[str, Any] = {"accepted": len(events), "rejected": rejected}
         if rejected_count > len(rejected):
             answer["rejected_total"] = rejected_count
         if rejected_count:
             logger.debug("ingest from %s: %d rejected lines", sender, rejected_count)
-        return _json(202 if events else 400, answer)
+        return _json(202 if events else 400, answer, INGEST_CORS_HEADERS)
 
     async def sentry_envelope(self, request: Request) -> Response:
         return await self._sentry(request, envelope=True)
@@ -347,28 +520,44 @@ class IngestServer:
 
     async def _sentry(self, request: Request, *, envelope: bool) -> Response:
         try:
-            project_id = int(request.path_params["project_id"])
+            project_id = request.path_params["project_id"]
+            if not 1 <= project_id <= MAX_PROJECT_ID:
+                raise RequestFailed(
+                    400,
+                    f"invalid project id {str(project_id)[:40]} in the URL: expected 1 to "
+                    f"{MAX_PROJECT_ID}, the number at the end of the DSN",
+                )
             key = (
                 auth_key(request.headers.get("x-sentry-auth"))
                 or auth_key(request.headers.get("authorization"))
                 or request.query_params.get("sentry_key")
             )
-            if key is not None and self.tokens.verify(key) is None:
+            senders: list[str] = []
+            if key is not None:
+                senders.append(self._sentry_sender(key))
+            elif not envelope:
                 raise self._sentry_unauthorized()
-            body = await read_body(request, self.max_body)
-            try:
-                if key is None and envelope:
-                    key = dsn_key(envelope_header(body))
-                sender = self.tokens.verify(key)
-                if sender is None:
+
+            def check_header(line: bytes) -> None:
+                if len(line) > MAX_ENVELOPE_HEADER:
                     raise self._sentry_unauthorized()
-                event_id, events = self._convert_sentry(body, envelope, project_id, sender)
+                try:
+                    header_key = dsn_key(envelope_header(line))
+                except EnvelopeError:
+                    header_key = None
+                if header_key is None:
+                    raise self._sentry_unauthorized()
+                senders.append(self._sentry_sender(header_key))
+
+            body = await read_body(
+                request, self.max_body, self.body_timeout, None if senders else check_header
+            )
+            try:
+                event_id, events = self._convert_sentry(body, envelope, project_id, senders[0])
             except EnvelopeError as exc:
                 raise RequestFailed(400, str(exc)) from None
-            except RequestFailed:
-                raise
-            except Exception:
-                logger.exception("ingest: unexpected error while reading a Sentry body")
+            except Exception as exc:
+                unexpected_errors.report("reading a Sentry body", exc)
                 raise RequestFailed(400, "the body could not be read; nothing was stored") from None
             self._enqueue(events)
         except RequestFailed as failure:
@@ -383,16 +572,20 @@ class IngestServer:
     def _sentry_unauthorized(self) -> RequestFailed:
         return RequestFailed(
             401,
-            "missing or invalid sentry_key: use the DSN printed by `hauswacht token create NAME`",
+            "missing or invalid sentry_key (X-Sentry-Auth, ?sentry_key= or the dsn in the first "
+            f"{MAX_ENVELOPE_HEADER} bytes of the envelope): use the DSN printed by "
+            "`hauswacht token create NAME --scope sentry`",
         )
 
     def _convert_sentry(
         self, body: bytes, envelope: bool, project_id: int, sender: str
-    ) -> tuple[str | None, list[Event]]:
+    ) -> tuple[str, list[Event]]:
         now_ms = _now_ms()
         if envelope:
             parsed = parse_envelope(body)
-            events, skipped = events_from_envelope(parsed, now_ms, project_id, sender)
+            events, skipped = events_from_envelope(
+                parsed, now_ms, project_id, sender, self.scrub_fields
+            )
             if skipped:
                 logger.debug("sentry envelope from %s: skipped items %s", sender, skipped)
             event_id = parsed.header.get("event_id")
@@ -403,9 +596,11 @@ class IngestServer:
                 raise EnvelopeError(str(exc)) from None
             if not isinstance(payload, dict):
                 raise EnvelopeError("expected a JSON object (one Sentry event)")
-            events = [convert_event(payload, now_ms, project_id, sender)]
+            events = [convert_event(payload, now_ms, project_id, sender, self.scrub_fields)]
             event_id = payload.get("event_id")
-        return (event_id if isinstance(event_id, str) else None), events
+        if isinstance(event_id, str) and 0 < len(event_id) <= 64:
+            return clean_json(event_id), events
+        return uuid.uuid4().hex, events
 
     async def sentry_preflight(self, request: Request) -> Response:
         headers = {
@@ -417,14 +612,24 @@ class IngestServer:
         }
         return Response(status_code=200, headers=headers)
 
+    async def ingest_preflight(self, request: Request) -> Response:
+        headers = {
+            **INGEST_CORS_HEADERS,
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "content-type, content-encoding, authorization",
+            "Access-Control-Max-Age": "3600",
+        }
+        return Response(status_code=200, headers=headers)
+
     async def healthz(self, request: Request) -> Response:
-        health = self.collector.health()
+        health = _counters(self.collector.health())
         status = 200 if health["running"] else 503
         return _json(status, {"status": "ok" if status == 200 else "writer not running", **health})
 
     def routes(self) -> list[Route]:
         routes = [
             Route("/ingest", self.ingest, methods=["POST"]),
+            Route("/ingest", self.ingest_preflight, methods=["OPTIONS"]),
             Route("/healthz", self.healthz, methods=["GET"]),
         ]
         for suffix in ("envelope/", "envelope", "store/", "store"):
@@ -435,18 +640,47 @@ class IngestServer:
         return routes
 
 
-def create_app(collector: Collector, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
+def _counters(health: dict[str, Any]) -> dict[str, Any]:
+    """Keep the numbers and flags of a health report; drop text such as paths and error texts."""
+    result: dict[str, Any] = {}
+    for name, value in health.items():
+        if isinstance(value, dict):
+            result[name] = _counters(value)
+        elif value is None or isinstance(value, bool | int | float):
+            result[name] = value
+    return result
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Answer 404 and 405 from routing as JSON, like every other answer."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"method {request.method[:16]} is not allowed here"
+    else:
+        message = (
+            "not found: the endpoints are POST /ingest, POST /api/<project_id>/envelope/, "
+            "POST /api/<project_id>/store/ and GET /healthz"
+        )
+    return _json(exc.status_code, {"error": message}, exc.headers)
+
+
+def create_app(
+    collector: Collector,
+    max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> Starlette:
     """Build the ingest Starlette app; its lifespan starts `collector` and drains it at shutdown."""
-    server = IngestServer(collector, max_body)
+    server = IngestServer(collector, max_body, body_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await collector.start()
         server.tokens.refresh()
         logger.info(
-            "ingest server ready: writing to %s, body limit %d bytes",
+            "ingest server ready: writing to %s, body limit %d bytes, body timeout %g s",
             collector.settings.database,
             max_body,
+            body_timeout,
         )
         try:
             yield
@@ -454,6 +688,7 @@ def create_app(collector: Collector, max_body: int = DEFAULT_MAX_BODY) -> Starle
             server.tokens.close()
             await collector.stop()
 
-    app = Starlette(routes=server.routes(), lifespan=lifespan)
+    handlers = {404: _http_error, 405: _http_error}
+    app = Starlette(routes=server.routes(), lifespan=lifespan, exception_handlers=handlers)
     app.state.ingest = server
     return app

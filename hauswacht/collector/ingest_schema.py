@@ -13,6 +13,14 @@ optional field is reported instead of silently lost. Strings that are too
 long are rejected where they are keys (method, route, metric name, type) and
 cut where they are free text (path, user agent, messages).
 
+Bounds: durations are 0 to MAX_DURATION_MS (one day), sizes 0 to 2**63 - 1,
+status codes 100 to 599, methods 1 to MAX_METHOD HTTP token characters
+(upper-cased), routes and paths free of control characters. Integers in tags
+and context must fit in 64 bits (as orjson decodes them); the fallback decoder
+for invalid UTF-8 turns larger ones into floats as orjson does. `url.path`
+loses its query string: a request event stores no query, and an error event
+stores it scrubbed in its request context's "query".
+
 Timestamps are integer UTC epoch milliseconds or ISO 8601 strings; a missing
 timestamp is the time of receipt, and one more than MAX_CLOCK_SKEW_MS in
 the future is set to the time of receipt, so a wrong client clock cannot move
@@ -34,8 +42,11 @@ from hauswacht.collector.errors import (
     FRAMES_HEAD,
     MAX_FRAMES,
     MAX_MESSAGE,
+    MAX_QUERY,
     clean_text,
     is_sensitive,
+    scrub_query,
+    scrub_url,
 )
 from hauswacht.collector.settings import DEFAULT_SCRUB_FIELDS, FILTERED
 from hauswacht.collector.tracebacks import parse_traceback
@@ -61,6 +72,13 @@ MAX_STACKTRACE = 64 * 1024
 MAX_EXCEPTIONS = 30
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 8
+MAX_DURATION_MS = 86_400_000.0  # one day
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1  # orjson decodes and encodes integers up to unsigned 64 bits
+# Context keys filtered on top of the scrub fields, because a Sentry DSN contains its key.
+EXTRA_SCRUB_FIELDS = ("dsn",)
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,16}")  # an HTTP token (RFC 9110)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LEVELS = frozenset({"debug", "info", "warning", "error", "fatal"})
 MESSAGE_TYPE = "message"
 """The type of an error event that carries a message and no exception."""
@@ -104,15 +122,24 @@ class SchemaError(ValueError):
     """An event object that does not follow the ingest schema."""
 
 
-def parse_event(obj: Any, now_ms: int, sender: str | None = None) -> Event:
-    """Check one decoded JSON value and return its event record; raise SchemaError if invalid."""
+def parse_event(
+    obj: Any,
+    now_ms: int,
+    sender: str | None = None,
+    scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS,
+) -> Event:
+    """Check one decoded JSON value and return its event record; raise SchemaError if invalid.
+
+    `scrub_fields` are the names whose values are filtered from an error's
+    tags, context and query (the collector setting, as the middleware uses).
+    """
     if type(obj) is not dict:
         raise SchemaError(f"expected a JSON object, got {_json_type(obj)}")
     kind = obj.get("type")
     if kind == "request":
         return _request(obj, now_ms)
     if kind == "error":
-        return _error(obj, now_ms, sender)
+        return _error(obj, now_ms, sender, scrub_fields)
     if kind == "metric":
         return _metric(obj, now_ms)
     if kind is None:
@@ -143,7 +170,8 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value[:40] + ("…" if len(value) > 40 else ""))
     if isinstance(value, bool | int | float) or value is None:
-        text = orjson.dumps(value).decode() if not isinstance(value, float) else repr(value)
+        plain = value is None or isinstance(value, bool)
+        text = orjson.dumps(value).decode() if plain else repr(value)
         return text[:40]
     return _json_type(value)
 
@@ -230,9 +258,11 @@ def _optional_number(obj: dict[str, Any], name: str) -> float | None:
     kind = type(value)
     if kind is not float and kind is not int:
         raise SchemaError(f"invalid {name} {_show(value)}: expected a number of milliseconds")
-    value = float(value)  # cannot overflow: orjson has already bounded the integer
-    if not 0.0 <= value < math.inf:
-        raise SchemaError(f"invalid {name} {_show(value)}: expected a finite number >= 0")
+    value = float(value)  # cannot overflow: the decoder has bounded the integer
+    if not 0.0 <= value <= MAX_DURATION_MS:
+        raise SchemaError(
+            f"invalid {name} {_show(value)}: expected milliseconds from 0 to {MAX_DURATION_MS:.0f}"
+        )
     return value
 
 
@@ -251,6 +281,8 @@ def _canonical_tags(value: Any) -> dict[str, Any]:
             item = item[:MAX_TAG_VALUE]
         elif isinstance(item, float) and not math.isfinite(item):
             raise SchemaError(f"invalid tag {_show(key)}: value is not finite")
+        elif type(item) is int and not MIN_INT <= item <= MAX_INT:
+            raise SchemaError(f"invalid tag {_show(key)}: integer out of the 64-bit range")
         elif not (item is None or isinstance(item, bool | int | float)):
             raise SchemaError(
                 f"invalid tag {_show(key)}: value is {_json_type(item)}, expected a string, "
@@ -258,6 +290,30 @@ def _canonical_tags(value: Any) -> dict[str, Any]:
             )
         tags[key] = item
     return tags
+
+
+def _method(value: str) -> str:
+    if _METHOD.fullmatch(value) is None:
+        raise SchemaError(
+            f"invalid http.request.method {_show(value)}: expected an HTTP method such as "
+            f"GET, 1 to {MAX_METHOD} letters, digits or !#$%&'*+.^_`|~-"
+        )
+    return value.upper()
+
+
+def _split_path(value: str) -> tuple[str, str]:
+    """Split url.path into the path and its query string; reject control characters."""
+    if _CONTROL.search(value) is not None:
+        raise SchemaError(f"invalid url.path {_show(value)}: contains a control character")
+    path, _, query = value.partition("?")
+    return path or "/", query.partition("#")[0]
+
+
+def _route(obj: dict[str, Any]) -> str:
+    route = _optional_str(obj, "http.route", MAX_ROUTE, cut=False)
+    if route is not None and _CONTROL.search(route) is not None:
+        raise SchemaError(f"invalid http.route {_show(route)}: contains a control character")
+    return route or UNMATCHED_ROUTE
 
 
 # --- request and metric events -------------------------------------------------------
@@ -282,14 +338,17 @@ def _request(obj: dict[str, Any], now_ms: int) -> RequestEvent:
             type(ts) is int
             and 0 <= ts <= now_ms + MAX_CLOCK_SKEW_MS
             and type(method) is str
-            and 0 < len(method) <= MAX_METHOD
+            and _METHOD.fullmatch(method) is not None
             and type(path) is str
             and 0 < len(path) <= MAX_PATH
+            and "?" not in path
             and type(route) is str
             and 0 < len(route) <= MAX_ROUTE
+            and _CONTROL.search(path) is None
+            and _CONTROL.search(route) is None
             and type(status) is int
             and 100 <= status <= 599
-            and (type(duration) is float and 0.0 <= duration < math.inf)
+            and (type(duration) is float and 0.0 <= duration <= MAX_DURATION_MS)
             and (size is None or (type(size) is int and 0 <= size < 2**63))
         ):
             ttfb = get("ttfb_ms")
@@ -297,7 +356,7 @@ def _request(obj: dict[str, Any], now_ms: int) -> RequestEvent:
             agent = get("user_agent.original")
             trace_id = get("trace_id")
             if (
-                (ttfb is None or (type(ttfb) is float and 0.0 <= ttfb < math.inf))
+                (ttfb is None or (type(ttfb) is float and 0.0 <= ttfb <= MAX_DURATION_MS))
                 and (client is None or (type(client) is str and len(client) <= MAX_CLIENT))
                 and (agent is None or (type(agent) is str and len(agent) <= MAX_USER_AGENT))
                 and (trace_id is None or (type(trace_id) is str and len(trace_id) <= MAX_TRACE_ID))
@@ -312,9 +371,9 @@ def _request(obj: dict[str, Any], now_ms: int) -> RequestEvent:
 def _request_checked(obj: dict[str, Any], now_ms: int) -> RequestEvent:
     _check_fields(obj, _REQUEST_FIELDS, "request")
     ts = _timestamp(obj.get("timestamp"), now_ms)
-    method = _required_str(obj, "http.request.method", MAX_METHOD).upper()
-    path = _required_str(obj, "url.path", MAX_PATH, cut=True)
-    route = _optional_str(obj, "http.route", MAX_ROUTE, cut=False) or UNMATCHED_ROUTE
+    method = _method(_required_str(obj, "http.request.method", MAX_METHOD))
+    path, _ = _split_path(_required_str(obj, "url.path", MAX_PATH, cut=True))
+    route = _route(obj)
 
     status = obj.get("http.response.status_code")
     if type(status) is not int or not 100 <= status <= 599:
@@ -363,7 +422,9 @@ def _metric(obj: dict[str, Any], now_ms: int) -> MetricEvent:
 # --- error events --------------------------------------------------------------------
 
 
-def _error(obj: dict[str, Any], now_ms: int, sender: str | None) -> ErrorEvent:
+def _error(
+    obj: dict[str, Any], now_ms: int, sender: str | None, scrub_fields: tuple[str, ...]
+) -> ErrorEvent:
     _check_fields(obj, _ERROR_FIELDS, "error")
     ts = _timestamp(obj.get("timestamp"), now_ms)
     trace_id = _optional_str(obj, "trace_id", MAX_TRACE_ID, cut=False)
@@ -408,9 +469,9 @@ def _error(obj: dict[str, Any], now_ms: int, sender: str | None) -> ErrorEvent:
             "message": message,
             "level": level,
             "exceptions": exceptions,
-            "request": _request_context(obj),
+            "request": _request_context(obj, scrub_fields),
             "trace_id": trace_id,
-            "tags": _scrub_tags(_canonical_tags(obj.get("tags"))),
+            "tags": _scrub_tags(_canonical_tags(obj.get("tags")), scrub_fields),
         }
     )
     for name in ("release", "environment"):
@@ -418,7 +479,7 @@ def _error(obj: dict[str, Any], now_ms: int, sender: str | None) -> ErrorEvent:
         if label:
             data[name] = label
     if "context" in obj:
-        data["context"] = _context(obj["context"])
+        data["context"] = _context(obj["context"], scrub_fields)
     if sender:
         data["sender"] = sender
 
@@ -437,10 +498,29 @@ def _client_fingerprint(
         raise SchemaError(
             f"invalid fingerprint {_show(value)}: expected a string or an array of strings"
         )
+    value = normalize_fingerprint(value)
+    if value is None:
+        return None
     try:
         return client_fingerprint(value, error_type, message, data)
     except ValueError as exc:
         raise SchemaError(f"invalid fingerprint: {exc}") from None
+
+
+_DEFAULT_PART = re.compile(r"^\s*\{\{\s*default\s*\}\}\s*$", re.IGNORECASE)
+DEFAULT_PART = "{{ default }}"
+
+
+def normalize_fingerprint(parts: list[str]) -> list[str] | None:
+    """Spell every "{{ default }}" part one way (any case, spaces optional).
+
+    Returns None when every part is "{{ default }}": such a fingerprint
+    groups exactly as if the client had sent none.
+    """
+    parts = [DEFAULT_PART if _DEFAULT_PART.match(part) else part for part in parts]
+    if parts and all(part == DEFAULT_PART for part in parts):
+        return None
+    return parts
 
 
 def _exceptions(value: Any) -> list[dict[str, Any]]:
@@ -530,58 +610,76 @@ _FRAME_TYPES = {
 }
 
 
-def _request_context(obj: dict[str, Any]) -> dict[str, Any] | None:
+def _request_context(obj: dict[str, Any], scrub_fields: tuple[str, ...]) -> dict[str, Any] | None:
     method = _optional_str(obj, "http.request.method", MAX_METHOD, cut=False)
-    path = _optional_str(obj, "url.path", MAX_PATH)
+    full_path = _optional_str(obj, "url.path", MAX_PATH)
     route = _optional_str(obj, "http.route", MAX_ROUTE)
     user_agent = _optional_str(obj, "user_agent.original", MAX_USER_AGENT)
     client = _optional_str(obj, "client.address", MAX_CLIENT)
-    if method is None and path is None and route is None and user_agent is None and not client:
+    if method is None and full_path is None and route is None and user_agent is None and not client:
         return None
+    path, query = (None, "") if full_path is None else _split_path(full_path)
+    if route is not None:
+        route = _route(obj)
     headers = {"user-agent": user_agent} if user_agent else {}
     return {
-        "method": method.upper() if method else None,
+        "method": _method(method) if method else None,
         "path": path,
         "route": route,
-        "query": "",
+        "query": scrub_query(query, scrub_fields)[:MAX_QUERY],
         "headers": headers,
         "client": client,
     }
 
 
-def _scrub_tags(tags: dict[str, Any]) -> dict[str, Any]:
+def _scrub_tags(tags: dict[str, Any], scrub_fields: tuple[str, ...]) -> dict[str, Any]:
     return {
-        key: FILTERED if is_sensitive(key, DEFAULT_SCRUB_FIELDS) else value
+        key: FILTERED if is_sensitive_key(key, scrub_fields) else value
         for key, value in tags.items()
     }
 
 
-def scrub_value(value: Any, depth: int = 0) -> Any:
+def is_sensitive_key(name: str, scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS) -> bool:
+    """Tell whether a context, extra or tag key names a secret (scrub fields, words, "dsn")."""
+    return is_sensitive(name, scrub_fields + EXTRA_SCRUB_FIELDS)
+
+
+def scrub_value(
+    value: Any, scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS, depth: int = 0
+) -> Any:
     """Return a copy of JSON `value` with sensitive keys filtered at every level.
 
-    Below MAX_CONTEXT_DEPTH levels the value is replaced by its type name.
+    Strings that are URLs or paths get their query string scrubbed as the
+    middleware scrubs a request's. Integers outside the 64-bit range become
+    floats and non-finite floats text, so the result always encodes with
+    orjson. Below MAX_CONTEXT_DEPTH levels the value is replaced by its type
+    name.
     """
     if depth >= MAX_CONTEXT_DEPTH:
         return f"[{_json_type(value)}]"
     if isinstance(value, dict):
         return {
-            key: FILTERED
-            if is_sensitive(str(key), DEFAULT_SCRUB_FIELDS)
-            else scrub_value(item, depth + 1)
+            clean_text(str(key)): FILTERED
+            if is_sensitive_key(str(key), scrub_fields)
+            else scrub_value(item, scrub_fields, depth + 1)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [scrub_value(item, depth + 1) for item in value]
+        return [scrub_value(item, scrub_fields, depth + 1) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if type(value) is int and not MIN_INT <= value <= MAX_INT:
+        return float(value)
     if isinstance(value, str):
-        return clean_text(value)
-    return value
+        return scrub_url(clean_text(value), scrub_fields)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return clean_text(str(value))
 
 
-def _context(value: Any) -> Any:
-    scrubbed = scrub_value(value)
-    text = orjson.dumps(scrubbed, default=str)
+def _context(value: Any, scrub_fields: tuple[str, ...]) -> Any:
+    scrubbed = scrub_value(value, scrub_fields)
+    text = orjson.dumps(scrubbed)
     if len(text) > MAX_CONTEXT_BYTES:
         return {"omitted": f"context of {len(text)} bytes is over {MAX_CONTEXT_BYTES}"}
     return scrubbed
@@ -615,9 +713,15 @@ def _reject_constant(name: str) -> Any:
 
 
 def clean_json(value: Any, depth: int = 0) -> Any:
-    """Return JSON `value` with lone surrogates in keys and strings replaced by U+FFFD."""
+    """Return JSON `value` with lone surrogates in keys and strings replaced by U+FFFD.
+
+    Integers outside what orjson decodes (-2**63 to 2**64 - 1) become floats,
+    as orjson would return them.
+    """
     if isinstance(value, str):
         return clean_text(value)
+    if type(value) is int and not MIN_INT <= value <= MAX_INT:
+        return float(value)
     if depth > 200:
         raise SchemaError("JSON nested more than 200 levels deep")
     if isinstance(value, dict):

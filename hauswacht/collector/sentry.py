@@ -19,10 +19,20 @@ Conversion (`convert_event`):
   message (`logentry` or `message`; for a message with parameters the
   unformatted template groups it), level, timestamp, trace id, release,
   environment, tags, scrubbed request context and the client `fingerprint`
-  ("{{ default }}" expands to Hauswacht's default key).
+  ("{{ default }}", in any case, expands to Hauswacht's default key, and a
+  fingerprint of only "{{ default }}" parts groups as if none was sent).
+  Also kept, scrubbed and bounded: `extra` (as "context"), `contexts` other
+  than trace (os, runtime, device, browser, custom `set_context` ones; as
+  "contexts", at most MAX_EXTRA_BYTES), the last MAX_BREADCRUMBS
+  `breadcrumbs` (at most MAX_BREADCRUMB_BYTES in all, older ones dropped
+  first) and `request.env` and `request.data`.
+- Scrubbing follows the middleware's rules (hauswacht.collector.errors): a
+  sensitive header, tag, query parameter or JSON key (password, token,
+  session, private, key, dsn, ...) has its value replaced by "[Filtered]",
+  and URL values (Referer, strings in extra) have their query scrubbed.
 - `transaction` items, and store bodies with "type": "transaction", become
   RequestEvents: start time, duration, method, route (the transaction name
-  unless its source is a raw URL), path, status (from the response context,
+  unless its source is a raw URL), path without its query, status (from the response context,
   else from the span status; a transaction with neither counts as 200).
 - Every other item type (attachment, session, client_report, span, log,
   profile, replay, ...) is skipped and counted, never an error.
@@ -48,15 +58,19 @@ from hauswacht.collector.errors import (
     MAX_MESSAGE,
     MAX_QUERY,
     clean_text,
-    is_sensitive,
     scrub_query,
+    scrub_url,
 )
 from hauswacht.collector.ingest_schema import (
+    MAX_INT,
     MAX_LABEL,
     MAX_TRACE_ID,
+    MIN_INT,
     SchemaError,
     as_mapping,
     decode_json,
+    is_sensitive_key,
+    normalize_fingerprint,
     parse_iso_ms,
     scrub_value,
 )
@@ -68,6 +82,8 @@ MAX_ITEMS = 1000
 MAX_EXCEPTIONS = 30
 MAX_TAGS = 50
 MAX_EXTRA_BYTES = 16 * 1024
+MAX_BREADCRUMBS = 100
+MAX_BREADCRUMB_BYTES = 32 * 1024
 MAX_TYPE = 256
 LEVELS = {"debug": "debug", "info": "info", "log": "info", "warning": "warning",
           "warn": "warning", "error": "error", "fatal": "fatal", "critical": "fatal"}  # fmt: skip
@@ -98,6 +114,8 @@ SPAN_STATUS_HTTP = {
 
 _PYTHON_MODULE = re.compile(r"^[A-Za-z_][\w.]*$")
 _AUTH_PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*([^,\s]*)")
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,16}")  # an HTTP token (RFC 9110)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class EnvelopeError(ValueError):
@@ -207,7 +225,11 @@ def parse_envelope(body: bytes) -> Envelope:
 
 
 def events_from_envelope(
-    envelope: Envelope, now_ms: int, project_id: int, sender: str | None
+    envelope: Envelope,
+    now_ms: int,
+    project_id: int,
+    sender: str | None,
+    scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS,
 ) -> tuple[list[ErrorEvent | RequestEvent], dict[str, int]]:
     """Convert the event and transaction items; return the events and skipped item counts."""
     events: list[ErrorEvent | RequestEvent] = []
@@ -227,7 +249,7 @@ def events_from_envelope(
             if name not in event and isinstance(trace.get(name), str):
                 event[name] = trace[name]
         try:
-            events.append(convert_event(event, now_ms, project_id, sender))
+            events.append(convert_event(event, now_ms, project_id, sender, scrub_fields))
         except EnvelopeError as exc:
             raise EnvelopeError(f"item {number} ({item_type}): {exc}") from None
     return events, skipped
@@ -237,12 +259,20 @@ def events_from_envelope(
 
 
 def convert_event(
-    event: Mapping[str, Any], now_ms: int, project_id: int, sender: str | None
+    event: Mapping[str, Any],
+    now_ms: int,
+    project_id: int,
+    sender: str | None,
+    scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS,
 ) -> ErrorEvent | RequestEvent:
-    """Turn one Sentry event or transaction payload into a Hauswacht event record."""
+    """Turn one Sentry event or transaction payload into a Hauswacht event record.
+
+    `scrub_fields` are the names whose values are filtered (the collector
+    setting, as the middleware uses).
+    """
     if event.get("type") == "transaction":
         return _transaction(event, now_ms)
-    return _error(event, now_ms, project_id, sender)
+    return _error(event, now_ms, project_id, sender, scrub_fields)
 
 
 def _timestamp(value: Any, now_ms: int) -> int | None:
@@ -266,6 +296,18 @@ def _text(value: Any, limit: int) -> str | None:
     if not isinstance(value, str):
         return None
     return clean_text(value[:limit])
+
+
+def _method(value: Any) -> str | None:
+    """Return an HTTP method upper-cased, or None when `value` is not an HTTP token."""
+    if isinstance(value, str) and _METHOD.fullmatch(value):
+        return value.upper()
+    return None
+
+
+def _printable(text: str) -> str:
+    """Replace control characters (paths and routes are shown in terminals and pages)."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 def _trace_id(event: Mapping[str, Any]) -> str | None:
@@ -371,7 +413,7 @@ def _relation(item: Mapping[str, Any]) -> str:
     return "cause"
 
 
-def _tags(value: Any) -> dict[str, Any]:
+def _tags(value: Any, scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS) -> dict[str, Any]:
     if isinstance(value, list):
         pairs = [item for item in value if isinstance(item, list) and len(item) == 2]
     elif isinstance(value, dict):
@@ -383,18 +425,22 @@ def _tags(value: Any) -> dict[str, Any]:
         if not isinstance(key, str):
             continue
         key = clean_text(key[:64])
-        if is_sensitive(key, DEFAULT_SCRUB_FIELDS):
+        if is_sensitive_key(key, scrub_fields):
             tags[key] = FILTERED
         elif isinstance(item, str):
             tags[key] = clean_text(item[:200])
-        elif isinstance(item, bool | int) or item is None:
+        elif (
+            isinstance(item, bool)
+            or item is None
+            or (isinstance(item, int) and MIN_INT <= item <= MAX_INT)
+        ):
             tags[key] = item
         else:
             tags[key] = clean_text(str(item)[:200])
     return tags
 
 
-def _headers(value: Any) -> dict[str, str]:
+def _headers(value: Any, scrub_fields: tuple[str, ...] = DEFAULT_SCRUB_FIELDS) -> dict[str, str]:
     if isinstance(value, dict):
         pairs = list(value.items())
     elif isinstance(value, list):
@@ -406,14 +452,17 @@ def _headers(value: Any) -> dict[str, str]:
         if not isinstance(name, str):
             continue
         name = clean_text(name.lower()[:128])
-        if is_sensitive(name, DEFAULT_SCRUB_FIELDS):
+        if is_sensitive_key(name, scrub_fields):
             headers[name] = FILTERED
         else:
-            headers[name] = clean_text(str(item)[:MAX_HEADER_VALUE])
+            value = scrub_url(clean_text(str(item)), scrub_fields)
+            headers[name] = value[:MAX_HEADER_VALUE]
     return headers
 
 
-def _request_context(event: Mapping[str, Any]) -> dict[str, Any] | None:
+def _request_context(
+    event: Mapping[str, Any], scrub_fields: tuple[str, ...]
+) -> dict[str, Any] | None:
     request = as_mapping(event.get("request"))
     if not request:
         return None
@@ -426,33 +475,66 @@ def _request_context(event: Mapping[str, Any]) -> dict[str, Any] | None:
     query_string = request.get("query_string")
     if isinstance(query_string, str) and query_string:
         query = query_string
-    method = _text(request.get("method"), 16)
+    route = _text(event.get("transaction"), 256)
     context: dict[str, Any] = {
-        "method": method.upper() if method else None,
-        "path": path[:2048] or None,
-        "route": _text(event.get("transaction"), 256),
-        "query": scrub_query(clean_text(query), DEFAULT_SCRUB_FIELDS)[:MAX_QUERY],
-        "headers": _headers(request.get("headers")),
+        "method": _method(request.get("method")),
+        "path": _printable(path[:2048]) or None,
+        "route": _printable(route) if route else None,
+        "query": scrub_query(clean_text(query), scrub_fields)[:MAX_QUERY],
+        "headers": _headers(request.get("headers"), scrub_fields),
         "client": None,
     }
     env = as_mapping(request.get("env"))
     if isinstance(env.get("REMOTE_ADDR"), str):
         context["client"] = clean_text(env["REMOTE_ADDR"][:64])
+    if env:
+        context["env"] = _bounded(env, scrub_fields)
     if "data" in request:
-        context["data"] = _bounded(request.get("data"))
+        context["data"] = _bounded(request.get("data"), scrub_fields)
     return context
 
 
-def _bounded(value: Any) -> Any:
-    scrubbed = scrub_value(value)
-    size = len(orjson.dumps(scrubbed, default=str))
-    if size > MAX_EXTRA_BYTES:
-        return {"omitted": f"{size} bytes is over {MAX_EXTRA_BYTES}"}
+def _bounded(value: Any, scrub_fields: tuple[str, ...], limit: int = MAX_EXTRA_BYTES) -> Any:
+    """Return `value` scrubbed, or a note of its size when its JSON is over `limit` bytes."""
+    scrubbed = scrub_value(value, scrub_fields)
+    size = len(orjson.dumps(scrubbed))
+    if size > limit:
+        return {"omitted": f"{size} bytes is over {limit}"}
     return scrubbed
 
 
+def _contexts(value: Any, scrub_fields: tuple[str, ...]) -> dict[str, Any] | None:
+    """Return the event's contexts other than trace (kept in its own fields), scrubbed."""
+    contexts = {key: item for key, item in as_mapping(value).items() if key != "trace" and item}
+    return _bounded(contexts, scrub_fields) if contexts else None
+
+
+def _breadcrumbs(value: Any, scrub_fields: tuple[str, ...]) -> list[Any] | None:
+    """Return the last MAX_BREADCRUMBS breadcrumbs, scrubbed, dropping the oldest to fit."""
+    if isinstance(value, dict):
+        value = value.get("values")
+    if not isinstance(value, list) or not value:
+        return None
+    crumbs = [
+        scrub_value(item, scrub_fields)
+        for item in value[-MAX_BREADCRUMBS:]
+        if isinstance(item, dict)
+    ]
+    sizes = [len(orjson.dumps(item)) + 1 for item in crumbs]
+    total = sum(sizes)
+    start = 0
+    while start < len(crumbs) and total > MAX_BREADCRUMB_BYTES:
+        total -= sizes[start]
+        start += 1
+    return crumbs[start:] or None
+
+
 def _error(
-    event: Mapping[str, Any], now_ms: int, project_id: int, sender: str | None
+    event: Mapping[str, Any],
+    now_ms: int,
+    project_id: int,
+    sender: str | None,
+    scrub_fields: tuple[str, ...],
 ) -> ErrorEvent:
     ts = _timestamp(event.get("timestamp"), now_ms) or now_ms
     level = LEVELS.get(str(event.get("level") or "error").lower(), "error")
@@ -472,9 +554,9 @@ def _error(
         "message": text,
         "level": level,
         "exceptions": exceptions,
-        "request": _request_context(event),
+        "request": _request_context(event, scrub_fields),
         "trace_id": trace_id,
-        "tags": _tags(event.get("tags")),
+        "tags": _tags(event.get("tags"), scrub_fields),
     }
     if exceptions and message and message != text:
         data["log_message"] = message
@@ -497,17 +579,25 @@ def _error(
     if isinstance(user.get("id"), str | int):
         data["user"] = {"id": clean_text(str(user["id"])[:128])}
     if event.get("extra"):
-        data["context"] = _bounded(event.get("extra"))
+        data["context"] = _bounded(event.get("extra"), scrub_fields)
+    contexts = _contexts(event.get("contexts"), scrub_fields)
+    if contexts:
+        data["contexts"] = contexts
+    breadcrumbs = _breadcrumbs(event.get("breadcrumbs"), scrub_fields)
+    if breadcrumbs:
+        data["breadcrumbs"] = breadcrumbs
     if sender:
         data["sender"] = sender
 
     fingerprint = None
     parts = event.get("fingerprint")
+    if isinstance(parts, str):
+        parts = [parts]
     if isinstance(parts, list) and parts and all(isinstance(part, str) for part in parts):
+        normalized = normalize_fingerprint([clean_text(part) for part in parts])
         try:
-            fingerprint = client_fingerprint(
-                [clean_text(part) for part in parts], error_type, text, data
-            )
+            if normalized is not None:
+                fingerprint = client_fingerprint(normalized, error_type, text, data)
         except ValueError as exc:
             raise EnvelopeError(f"invalid fingerprint: {exc}") from None
     return ErrorEvent(ts, error_type, text, level, trace_id, fingerprint, data)
@@ -537,14 +627,15 @@ def _transaction(event: Mapping[str, Any], now_ms: int) -> RequestEvent:
     name = _text(event.get("transaction"), 256) or ""
     source = as_mapping(event.get("transaction_info")).get("source")
 
-    method = _text(request.get("method"), 16)
+    method = _method(request.get("method"))
     # Some integrations name transactions "GET /tours/{id}": the method goes to its field.
     first, _, rest = name.partition(" ")
     if first.isalpha() and first.isupper() and rest.startswith("/"):
-        method = method or first[:16]
+        method = method or _method(first)
         name = rest
     if not method:
         method = "GET" if trace.get("op") in ("pageload", "navigation") else "-"
+    name = _printable(name)
     route = name if name and source != "url" else UNMATCHED_ROUTE
 
     path = ""
@@ -555,7 +646,8 @@ def _transaction(event: Mapping[str, Any], now_ms: int) -> RequestEvent:
         except ValueError:
             path = ""
     if not path:
-        path = name if name.startswith("/") else "/"
+        path = name.partition("?")[0] if name.startswith("/") else "/"
+    path = _printable(path)
 
     status = as_mapping(contexts.get("response")).get("status_code")
     if type(status) is not int or not 100 <= status <= 599:

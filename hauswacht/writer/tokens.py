@@ -19,6 +19,13 @@ of a presented token is compared with every stored digest using
 matched or how much of it did. A revoked token stops working within
 REFRESH_SECONDS.
 
+Scopes: each token stores what it may do. SCOPE_SENTRY tokens work only on
+the Sentry endpoints; their key is public by design, because a browser SDK
+ships the DSN in page source. SCOPE_INGEST tokens work only on POST /ingest,
+and SCOPE_ALL (the default, and the scope of tokens created before scopes
+existed) on both. The server passes the scope an endpoint needs to
+`TokenVerifier.verify`, which matches only tokens that allow it.
+
 Nothing in this module logs a token or a digest.
 """
 
@@ -43,11 +50,17 @@ TOKEN_BYTES = 16
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 REFRESH_SECONDS = 2.0
 
-INSERT_TOKEN = "INSERT INTO ingest_tokens (name, token_hash, created_at) VALUES (?, ?, ?)"
+SCOPE_ALL = "all"
+SCOPE_INGEST = "ingest"
+SCOPE_SENTRY = "sentry"
+SCOPES = (SCOPE_ALL, SCOPE_INGEST, SCOPE_SENTRY)
+DEFAULT_SCOPE = SCOPE_ALL
+
+INSERT_TOKEN = "INSERT INTO ingest_tokens (name, token_hash, created_at, scope) VALUES (?, ?, ?, ?)"
 DELETE_REVOKED_TOKEN = "DELETE FROM ingest_tokens WHERE name = ? AND revoked_at IS NOT NULL"
 REVOKE_TOKEN = "UPDATE ingest_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"
-LIST_TOKENS = "SELECT name, created_at, revoked_at FROM ingest_tokens ORDER BY name"
-ACTIVE_TOKEN_HASHES = "SELECT token_hash, name FROM ingest_tokens WHERE revoked_at IS NULL"
+LIST_TOKENS = "SELECT name, created_at, revoked_at, scope FROM ingest_tokens ORDER BY name"
+ACTIVE_TOKEN_HASHES = "SELECT token_hash, name, scope FROM ingest_tokens WHERE revoked_at IS NULL"
 
 
 class TokenError(Exception):
@@ -56,11 +69,12 @@ class TokenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
-    """One stored token without its secret: name and times in UTC epoch ms."""
+    """One stored token without its secret: name, times in UTC epoch ms and scope."""
 
     name: str
     created_at: int
     revoked_at: int | None
+    scope: str = "all"
 
 
 def hash_token(token: str) -> str:
@@ -90,20 +104,33 @@ def check_name(name: str) -> None:
         )
 
 
-def create_token(path: str | os.PathLike[str], name: str) -> str:
-    """Create a token called `name` and return it; only its hash is stored.
+def check_scope(scope: str) -> None:
+    """Raise TokenError unless `scope` is one of SCOPES."""
+    if scope not in SCOPES:
+        raise TokenError(f"invalid token scope {scope!r}: expected one of {', '.join(SCOPES)}")
+
+
+def scope_allows(scope: str, needed: str) -> bool:
+    """Tell whether a token of `scope` may be used where `needed` is required."""
+    return scope in (SCOPE_ALL, needed)
+
+
+def create_token(path: str | os.PathLike[str], name: str, scope: str = DEFAULT_SCOPE) -> str:
+    """Create a token called `name` with `scope` and return it; only its hash is stored.
 
     A revoked token of the same name is replaced. Raises TokenError when an
-    active token has that name, DatabaseError when the file cannot be used.
+    active token has that name or the scope is invalid, DatabaseError when the
+    file cannot be used.
     """
     check_name(name)
+    check_scope(scope)
     token = secrets.token_hex(TOKEN_BYTES)
     conn = _connect(path)
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(DELETE_REVOKED_TOKEN, (name,))
-            conn.execute(INSERT_TOKEN, (name, hash_token(token), _now_ms()))
+            conn.execute(INSERT_TOKEN, (name, hash_token(token), _now_ms(), scope))
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
@@ -117,7 +144,7 @@ def create_token(path: str | os.PathLike[str], name: str) -> str:
         raise DatabaseError(f"{path}: cannot store the token ({exc})") from exc
     finally:
         conn.close()
-    logger.info("ingest token %r created in %s", name, path)
+    logger.info("ingest token %r (scope %s) created in %s", name, scope, path)
     return token
 
 
@@ -152,7 +179,7 @@ class TokenVerifier:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         """Prepare a verifier; the connection opens at the first check (on the caller's thread)."""
         self.path = Path(path)
-        self._tokens: list[tuple[bytes, str]] = []
+        self._tokens: list[tuple[bytes, str, str]] = []
         self._loaded_at = -float("inf")
         self._conn: sqlite3.Connection | None = None
 
@@ -169,7 +196,7 @@ class TokenVerifier:
             logger.warning("cannot read ingest tokens from %s: %s", self.path, exc)
             self.close()
             return
-        self._tokens = [(bytes.fromhex(digest), name) for digest, name in rows]
+        self._tokens = [(bytes.fromhex(digest), name, scope) for digest, name, scope in rows]
 
     def close(self) -> None:
         """Close the read connection; the next check opens it again."""
@@ -177,25 +204,38 @@ class TokenVerifier:
             self._conn.close()
             self._conn = None
 
-    def verify(self, token: str | None) -> str | None:
-        """Return the name of the active token `token`, or None when it is not one."""
+    def verify(self, token: str | None, scope: str = SCOPE_ALL) -> str | None:
+        """Return the name of the active token `token` if it allows `scope`, else None.
+
+        With the default `scope` (SCOPE_ALL) any active token matches.
+        """
+        found = self.lookup(token)
+        if found is None:
+            return None
+        name, token_scope = found
+        if scope != SCOPE_ALL and not scope_allows(token_scope, scope):
+            return None
+        return name
+
+    def lookup(self, token: str | None) -> tuple[str, str] | None:
+        """Return (name, scope) of the active token `token`, or None when it is not one."""
         if not token:
             return None
         refreshed = False
         if time.monotonic() - self._loaded_at >= REFRESH_SECONDS:
             self.refresh()
             refreshed = True
-        name = self._match(token)
-        if name is None and not refreshed:
+        found = self._match(token)
+        if found is None and not refreshed:
             self.refresh()
-            name = self._match(token)
-        return name
+            found = self._match(token)
+        return found
 
-    def _match(self, token: str) -> str | None:
+    def _match(self, token: str) -> tuple[str, str] | None:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         found = None
         # No early exit: every stored digest is compared.
-        for stored, name in self._tokens:
+        for stored, name, scope in self._tokens:
             if hmac.compare_digest(stored, digest):
-                found = name
+                found = (name, scope)
         return found

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -131,3 +132,20 @@ def wait_for_count(db: Path, table: str, expected: int, timeout: float = 10.0) -
             return query(db, f"SELECT count(*) FROM {table}")[0][0]
         time.sleep(0.05)
     return count
+
+
+def send_raw(url: str, request: bytes, timeout: float = 15.0) -> bytes:
+    """Send raw HTTP `request` on a new connection; return the answer's bytes.
+
+    Reading stops at the end of a JSON body or when the server closes; a server
+    that sends nothing within `timeout` seconds fails the test.
+    """
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+            if b"\r\n\r\n" in received and received.rstrip().endswith(b"}"):
+                break
+        return received
