@@ -41,6 +41,9 @@ Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000)
   response bytes, 4xx and 5xx counts and the merged buckets. The writer
   upserts it in the same transaction as request_rollups, so the overview reads
   one row per hour instead of merging every route's buckets.
+- ingest_tokens.scope (version 5): where a token works: 'ingest' (POST
+  /ingest), 'sentry' (the Sentry endpoints) or 'all'. Tokens from before
+  version 5 get 'all'.
 """
 
 from __future__ import annotations
