@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from hauswacht.cli import replay as replay_cli
+from hauswacht.i18n import translate_count
+
 HAUSWACHT = Path(sys.executable).with_name("hauswacht")
 
 
@@ -77,3 +80,95 @@ def test_unknown_option_is_usage_error() -> None:
     assert result.returncode == 2
     assert "--since" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Every subcommand, for the argparse texts; only those of the built parts are listed in --help.
+SUBCOMMANDS = ("replay", "stats", "demo", "vault", "dashboard", "serve", "token", "errors")
+
+
+@pytest.mark.parametrize("command", [(), *((name,) for name in SUBCOMMANDS)])
+def test_help_argparse_texts_in_german(command: tuple[str, ...]) -> None:
+    result = run_cli(*command, "--help", lang="de")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Aufruf: hauswacht {' '.join(command)}".rstrip() + " ")
+    assert "\nOptionen:\n" in result.stdout
+    assert "-h, --help" in result.stdout
+    assert "diese Hilfe anzeigen und beenden" in result.stdout
+    for english in ("usage:", "options:", "show this help message", "positional arguments"):
+        assert english not in result.stdout
+
+
+def test_missing_argument_in_german() -> None:
+    result = run_cli("replay", lang="de")
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "Aufruf: hauswacht replay [-h] [--force] [--db PATH] FILE",
+        "hauswacht replay: Fehler: diese Argumente fehlen: FILE",
+    ]
+
+
+def test_invalid_choice_in_german() -> None:
+    result = run_cli("frobnicate", lang="de")
+
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(
+        "hauswacht: Fehler: Argument COMMAND: ungültige Auswahl: 'frobnicate' (möglich sind "
+    )
+    assert "'replay'" in last
+    assert "invalid choice" not in result.stderr
+
+
+def test_argparse_errors_stay_english_in_english() -> None:
+    result = run_cli("replay", lang="en")
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "usage: hauswacht replay [-h] [--force] [--db PATH] FILE",
+        "hauswacht replay: error: the following arguments are required: FILE",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lang", "count", "expected"),
+    [
+        ("en", 1, "1 imported event could not be stored; see the warnings above"),
+        ("en", 2, "2 imported events could not be stored; see the warnings above"),
+        ("en", 0, "0 imported events could not be stored; see the warnings above"),
+        (
+            "de",
+            1,
+            "1 importiertes Ereignis konnte nicht gespeichert werden; siehe die Warnungen oben",
+        ),
+        (
+            "de",
+            1234,
+            "1.234 importierte Ereignisse konnten nicht gespeichert werden; "
+            "siehe die Warnungen oben",
+        ),
+    ],
+)
+def test_dropped_message_singular_and_plural(lang: str, count: int, expected: str) -> None:
+    assert translate_count(replay_cli.PLURALS, "dropped", lang, count) == expected
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [("en", "Sent 1 request from 1 client to "), ("de", "1 Anfrage von 1 Client an ")],
+)
+def test_demo_singular_forms(tmp_path: Path, lang: str, expected: str) -> None:
+    result = run_cli(
+        "demo",
+        "--requests",
+        "1",
+        "--clients",
+        "1",
+        "--db",
+        str(tmp_path / "events.db"),
+        lang=lang,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import json
 import os
 import pty
+import re
 import sqlite3
+import stat
 import subprocess
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from hauswacht.ops.replay import MAX_PATH_LENGTH
+from hauswacht.ops.replay import MAX_PATH_LENGTH, REPLAY_BATCH_SIZE, route_for_path
 from tests.test_cli import HAUSWACHT, run_cli
 
 HOUR_MS = 3_600_000
@@ -426,3 +431,493 @@ def test_replay_progress_bar_on_terminal(tmp_path: Path, db_path: Path, shared_d
 def test_replay_no_progress_bar_when_piped(replayed: dict) -> None:
     assert "\r" not in replayed["result"].stderr
     assert "lines" not in replayed["result"].stderr
+
+
+# --- importing the same log again (bookkeeping in replay_files) ------------------------
+
+
+def run_replay_input(
+    data: bytes, *args: str, lang: str = "en", umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `hauswacht replay ARGS` with `data` on standard input."""
+    env = {key: value for key, value in os.environ.items() if key != "HAUSWACHT_DB"}
+    env["HAUSWACHT_LANG"] = lang
+    process = subprocess.run(
+        [str(HAUSWACHT), "replay", *args],
+        input=data,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        preexec_fn=None if umask is None else lambda: os.umask(umask),
+    )
+    return subprocess.CompletedProcess(
+        process.args, process.returncode, process.stdout.decode(), process.stderr.decode()
+    )
+
+
+def imported_count(output: str) -> int:
+    """Return N of "Requests imported: N" in a replay summary, 0 when there is none."""
+    match = re.search(r"^Requests imported: ([\d,]+)", output, re.MULTILINE)
+    return 0 if match is None else int(match.group(1).replace(",", ""))
+
+
+def test_replay_twice_imports_nothing_new(replayed: dict, shared_data: Path) -> None:
+    database = replayed["database"]
+    result = run_cli("replay", str(log_file(shared_data)), "--db", str(database))
+
+    assert result.returncode == 0, result.stderr
+    assert "already imported on " in result.stdout
+    assert "(10,000 lines, 10,000 requests); nothing new." in result.stdout
+    assert "Requests imported" not in result.stdout
+    assert query(database, "SELECT count(*) FROM requests") == [(10_000,)]
+    assert query(database, "SELECT sum(count) FROM request_rollups") == [(10_000,)]
+
+
+def test_replay_records_imported_log(replayed: dict, shared_data: Path) -> None:
+    log = log_file(shared_data)
+    content = log.read_bytes()
+    rows = query(
+        replayed["database"],
+        "SELECT head_sha256, head_bytes, source, imported_bytes, imported_lines, "
+        "content_sha256, requests, skipped, first_ts, last_ts, claim_id FROM replay_files",
+    )
+
+    assert rows == [
+        (
+            hashlib.sha256(content[: 64 * 1024]).hexdigest(),
+            64 * 1024,
+            str(log),
+            len(content),
+            10_000,
+            hashlib.sha256(content).hexdigest(),
+            10_000,
+            0,
+            int(dt.datetime(2015, 5, 17, 10, 5, tzinfo=dt.UTC).timestamp() * 1000),
+            int(dt.datetime(2015, 5, 20, 21, 5, 59, tzinfo=dt.UTC).timestamp() * 1000),
+            None,
+        )
+    ]
+
+
+def test_replay_grown_log_imports_new_lines(
+    replayed: dict, shared_data: Path, tmp_path: Path, db_path: Path
+) -> None:
+    lines = log_file(shared_data).read_bytes().splitlines(keepends=True)
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(lines[:6000]))
+    first = run_cli("replay", str(log), "--db", str(db_path))
+    log.write_bytes(b"".join(lines))
+    second = run_cli("replay", str(log), "--db", str(db_path))
+
+    assert first.returncode == 0, first.stderr
+    assert imported_count(first.stdout) == 6000
+    assert second.returncode == 0, second.stderr
+    assert "Resumed after line 6,000: the lines before were imported on " in second.stdout
+    assert "Lines read: 4,000 from" in second.stdout
+    assert imported_count(second.stdout) == 4000
+    assert f"line {CUT_LINE}" in second.stdout  # line numbers count from the top of the log
+    rows = query(db_path, "SELECT hour, sum(count) FROM request_rollups GROUP BY hour")
+    assert dict(rows) == dict(replayed["expected"]["per_hour"])
+    assert query(db_path, "SELECT count(*) FROM requests") == [(10_000,)]
+
+
+def test_replay_small_log_grows(tmp_path: Path, db_path: Path) -> None:
+    # Below 64 KiB the identity covers the whole content, and it grows with the log.
+    log = tmp_path / "access.log"
+    log.write_text(CRAFTED_LINES[0] + "\n")
+    first = run_cli("replay", str(log), "--db", str(db_path))
+    log.write_text(CRAFTED_LINES[0] + "\n" + CRAFTED_LINES[4] + "\n")
+    second = run_cli("replay", str(log), "--db", str(db_path))
+    third = run_cli("replay", str(log), "--db", str(db_path))
+
+    assert imported_count(first.stdout) == 1
+    assert "Resumed after line 1:" in second.stdout
+    assert imported_count(second.stdout) == 1
+    assert "(2 lines, 2 requests); nothing new." in third.stdout
+    assert query(db_path, "SELECT path FROM requests ORDER BY id") == [
+        ("/api/tours/17",),
+        ("/api/tours/17/optimize",),
+    ]
+    assert query(db_path, "SELECT head_bytes, imported_lines FROM replay_files") == [
+        (log.stat().st_size, 2)
+    ]
+
+
+def test_replay_force_imports_again(tmp_path: Path, db_path: Path) -> None:
+    log = write_crafted(tmp_path / "access.log")
+    run_cli("replay", str(log), "--db", str(db_path))
+    result = run_cli("replay", str(log), "--db", str(db_path), "--force")
+
+    assert result.returncode == 0, result.stderr
+    assert "Imported again from the first line (--force)" in result.stdout
+    assert imported_count(result.stdout) == 4
+    assert query(db_path, "SELECT count(*) FROM requests") == [(8,)]
+    assert query(db_path, "SELECT requests, imported_lines FROM replay_files") == [(4, 12)]
+
+
+def test_replay_gzip_copy_is_same_log(tmp_path: Path, db_path: Path) -> None:
+    # logrotate compresses access.log.1 into access.log.1.gz.
+    log = write_crafted(tmp_path / "access.log.1")
+    compressed = tmp_path / "access.log.1.gz"
+    compressed.write_bytes(gzip.compress(log.read_bytes()))
+    run_cli("replay", str(log), "--db", str(db_path))
+    result = run_cli("replay", str(compressed), "--db", str(db_path))
+
+    assert result.returncode == 0, result.stderr
+    assert "(12 lines, 4 requests); nothing new." in result.stdout
+    assert query(db_path, "SELECT count(*) FROM requests") == [(4,)]
+
+
+def test_replay_parallel_runs_import_once(shared_data: Path, db_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "HAUSWACHT_DB"}
+    env["HAUSWACHT_LANG"] = "en"
+    command = [str(HAUSWACHT), "replay", str(log_file(shared_data)), "--db", str(db_path)]
+    processes = [
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(3)
+    ]
+    results = [(process.wait(timeout=120), *process.communicate()) for process in processes]
+
+    assert query(db_path, "SELECT count(*) FROM requests") == [(10_000,)]
+    assert sum(imported_count(stdout) for _, stdout, _ in results) == 10_000
+    for returncode, stdout, stderr in results:
+        if returncode == 0:
+            assert imported_count(stdout) == 10_000 or "nothing new" in stdout
+        else:
+            assert returncode == 1
+            assert "is being imported by another replay (process " in stderr
+            assert stdout == ""
+
+
+def test_replay_resumes_after_kill(shared_data: Path, tmp_path: Path, db_path: Path) -> None:
+    content = log_file(shared_data).read_bytes()
+    lines = content.splitlines(keepends=True)
+    env = {key: value for key, value in os.environ.items() if key != "HAUSWACHT_DB"}
+    process = subprocess.Popen(
+        [str(HAUSWACHT), "replay", "-", "--db", str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    # The first batch of REPLAY_BATCH_SIZE lines commits; the rest waits in memory
+    # while the process waits for more input.
+    assert process.stdin is not None
+    process.stdin.write(b"".join(lines[:3000]))
+    process.stdin.flush()
+    deadline = time.monotonic() + 60
+    committed: list[tuple] = []
+    while time.monotonic() < deadline and committed != [(REPLAY_BATCH_SIZE,)]:
+        time.sleep(0.05)
+        try:
+            committed = query(db_path, "SELECT imported_lines FROM replay_files")
+        except sqlite3.OperationalError:  # not created yet
+            continue
+    process.kill()
+    process.wait(timeout=30)
+    process.stdin.close()
+
+    assert committed == [(REPLAY_BATCH_SIZE,)]
+    assert query(db_path, "SELECT count(*) FROM requests") == [(REPLAY_BATCH_SIZE,)]
+    assert query(db_path, "SELECT claim_pid FROM replay_files") == [(process.pid,)]
+
+    result = run_cli("replay", str(log_file(shared_data)), "--db", str(db_path))
+    assert result.returncode == 0, result.stderr
+    assert f"Resumed after line {REPLAY_BATCH_SIZE:,}:" in result.stdout
+    assert imported_count(result.stdout) == 10_000 - REPLAY_BATCH_SIZE
+    assert query(db_path, "SELECT count(*) FROM requests") == [(10_000,)]
+    assert query(db_path, "SELECT claim_pid, imported_bytes FROM replay_files") == [
+        (None, len(content))
+    ]
+
+
+def test_replay_changed_content_rejected(tmp_path: Path, db_path: Path, shared_data: Path) -> None:
+    lines = log_file(shared_data).read_bytes().splitlines(keepends=True)
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(lines[:5000]))
+    run_cli("replay", str(log), "--db", str(db_path))
+    # Same first 64 KiB (under 300 lines), a different line 4000, more lines after.
+    changed = [*lines[:3999], lines[0], *lines[4000:6000]]
+    log.write_bytes(b"".join(changed))
+    rejected = run_cli("replay", str(log), "--db", str(db_path))
+    forced = run_cli("replay", str(log), "--db", str(db_path), "--force")
+
+    assert rejected.returncode == 1
+    offset = sum(len(line) for line in lines[:5000])
+    assert re.fullmatch(
+        f"hauswacht: {re.escape(str(log))}: the first 64 KiB match a log imported on "
+        rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC, but the content up to byte {offset:,} "
+        "differs; pass --force to import the whole log\n",
+        rejected.stderr,
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert imported_count(forced.stdout) == 6000
+    assert query(db_path, "SELECT count(*) FROM requests") == [(11_000,)]
+
+
+# --- read errors, empty and junk logs ---------------------------------------------------
+
+
+def test_replay_damaged_gzip_stores_and_resumes(
+    shared_data: Path, tmp_path: Path, db_path: Path
+) -> None:
+    whole = gzip.compress(log_file(shared_data).read_bytes())
+    damaged = tmp_path / "access.log.2.gz"
+    damaged.write_bytes(whole[: len(whole) // 2])
+    first = run_cli("replay", str(damaged), "--db", str(db_path))
+    stored = query(db_path, "SELECT count(*) FROM requests")[0][0]
+
+    assert first.returncode == 1
+    assert 0 < stored < 10_000
+    assert f"Lines read: {stored:,} from {damaged}" in first.stdout
+    assert imported_count(first.stdout) == stored
+    assert first.stderr.strip() == (
+        f"hauswacht: {damaged}: cannot read on after line {stored:,} (the gzip data ends "
+        "early); the lines before are stored, and replaying the repaired log imports only "
+        "the rest"
+    )
+    assert query(db_path, "SELECT imported_lines, requests FROM replay_files") == [(stored, stored)]
+
+    repaired = tmp_path / "access.log.2.repaired.gz"
+    repaired.write_bytes(whole)
+    second = run_cli("replay", str(repaired), "--db", str(db_path))
+    assert second.returncode == 0, second.stderr
+    assert f"Resumed after line {stored:,}:" in second.stdout
+    assert query(db_path, "SELECT count(*) FROM requests") == [(10_000,)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("access.log", b""), ("access.log.1.gz", gzip.compress(b""))],
+    ids=["plain", "gzip"],
+)
+def test_replay_empty_log_is_no_error(tmp_path: Path, name: str, content: bytes) -> None:
+    log = tmp_path / name
+    log.write_bytes(content)
+    database = tmp_path / "data" / "events.db"
+    result = run_cli("replay", str(log), "--db", str(database))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{log}: empty; nothing to import"
+    assert result.stderr == ""
+    assert not (tmp_path / "data").exists()
+
+
+def test_replay_junk_log_creates_no_database(tmp_path: Path) -> None:
+    log = tmp_path / "notes.txt"
+    log.write_text("first\nsecond\n")
+    database = tmp_path / "data" / "events.db"
+    result = run_cli("replay", str(log), "--db", str(database))
+
+    assert result.returncode == 1
+    assert "Requests imported: 0\n" in result.stdout
+    assert "no line could be imported" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_replay_incomplete_last_line_left_for_later(tmp_path: Path, db_path: Path) -> None:
+    log = tmp_path / "access.log"
+    cut = CRAFTED_LINES[4][:60]  # a logger still writing line 2
+    log.write_text(CRAFTED_LINES[0] + "\n" + cut)
+    first = run_cli("replay", str(log), "--db", str(db_path))
+    log.write_text(CRAFTED_LINES[0] + "\n" + CRAFTED_LINES[4] + "\n")
+    second = run_cli("replay", str(log), "--db", str(db_path))
+
+    assert first.returncode == 0, first.stderr
+    assert "Line 2 has no line end and is not a complete log line" in first.stdout
+    assert "Lines skipped: 0 (malformed)" in first.stdout
+    assert "Resumed after line 1:" in second.stdout
+    assert imported_count(second.stdout) == 1
+    assert "Lines skipped: 0 (malformed)" in second.stdout
+    assert query(db_path, "SELECT count(*) FROM requests") == [(2,)]
+
+
+def test_replay_creates_each_folder_0700(tmp_path: Path) -> None:
+    log = write_crafted(tmp_path / "access.log")
+    database = tmp_path / "um" / "sub" / "events.db"
+    result = run_replay_input(b"", str(log), "--db", str(database), umask=0)
+
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((tmp_path / "um").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "um" / "sub").stat().st_mode) == 0o700
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+
+
+# --- field validation -------------------------------------------------------------------
+
+ABSURD_LINES = [
+    # 1: valid, nginx request time 0.125 s
+    '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl" 0.125',
+    # 2: a 26-digit %D field (microseconds)
+    '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl" '
+    "12345678901234567890123456",
+    # 3: a 23-digit byte count
+    '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 12345678901234567890123 '
+    '"-" "curl"',
+    # 4: offset -9999
+    '10.0.0.1 - - [17/May/2015:10:05:03 -9999] "GET /a HTTP/1.1" 200 5 "-" "curl"',
+    # 5: year 0001
+    '10.0.0.1 - - [16/May/0001:20:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl"',
+    # 6: 25 hours in seconds
+    '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl" 90000.0',
+    # 7: offset +1400 is the largest real one, 24 h the longest accepted request time
+    '10.0.0.1 - - [18/May/2015:00:05:03 +1400] "GET /a HTTP/1.1" 200 5 "-" "curl" 86400.000',
+    # 8: offset +1401
+    '10.0.0.1 - - [17/May/2015:10:05:03 +1401] "GET /a HTTP/1.1" 200 5 "-" "curl"',
+    # 9: 1969 in UTC
+    '10.0.0.1 - - [01/Jan/1970:00:30:00 +0100] "GET /a HTTP/1.1" 200 5 "-" "curl"',
+    # 10: 1 TiB, the largest accepted response size
+    '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 1099511627776 "-" "curl"',
+    # 11: one byte more
+    '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 1099511627777 "-" "curl"',
+]
+
+
+def test_replay_rejects_absurd_values(tmp_path: Path, db_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(ABSURD_LINES) + "\n")
+    result = run_cli("replay", str(log), "--db", str(db_path))
+    stats = json.loads(run_cli("stats", "--db", str(db_path), "--json").stdout)
+
+    assert result.returncode == 0, result.stderr
+    assert "Requests imported: 3 into" in result.stdout
+    assert "Lines skipped: 8 (malformed)" in result.stdout
+    expected = [
+        "line 2: request time 12345678901234567890123456 is not between 0 and 24 hours",
+        "line 3: response size 12345678901234567890123 is above 1 TiB",
+        "line 4: time zone offset -9999 is outside -14:00 to +14:00",
+        "line 5: time [16/May/0001:20:00:00 +0000] is outside the years 1970 to 9999 (UTC)",
+        "line 6: request time 90000.0 is not between 0 and 24 hours",
+        "line 8: time zone offset +1401 is outside -14:00 to +14:00",
+        "line 9: time [01/Jan/1970:00:30:00 +0100] is outside the years 1970 to 9999 (UTC)",
+        "line 11: response size 1099511627777 is above 1 TiB",
+    ]
+    for text in expected:
+        assert f"  {text}\n" in result.stdout
+    assert query(db_path, "SELECT max(response_bytes) FROM requests") == [(2**40,)]
+    assert stats["latency_ms"]["max"] == 86_400_000.0
+    assert stats["requests"] == 3
+    assert [hour["hour"] for hour in stats["hours"]] == ["2015-05-17T10:00:00Z"]
+
+
+# --- formats and decoding ----------------------------------------------------------------
+
+NGINX_MAIN_LINES = [
+    # nginx's stock `main` format: combined + "$http_x_forwarded_for"
+    '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /api/tours/17 HTTP/1.1" 200 512 "-" '
+    '"curl/8.0" "203.0.113.9"',
+    # main + $request_time + $upstream_response_time
+    '10.0.0.2 - - [17/May/2015:10:05:04 +0000] "GET /api/tours/18 HTTP/1.1" 200 512 "-" '
+    '"curl/8.0" "203.0.113.9, 10.0.0.7" 0.250 0.249',
+    # combined + "$http_x_forwarded_for" unset + $request_time
+    '10.0.0.3 - - [17/May/2015:10:05:05 +0000] "GET /api/tours/19 HTTP/1.1" 200 512 "-" '
+    '"curl/8.0" "-" 0.125',
+    # combined + "-" request time (unknown)
+    '10.0.0.4 - - [17/May/2015:10:05:06 +0000] "GET /api/tours/20 HTTP/1.1" 200 512 "-" '
+    '"curl/8.0" -',
+]
+
+
+def test_replay_nginx_main_format(tmp_path: Path, db_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(NGINX_MAIN_LINES) + "\n")
+    result = run_cli("replay", str(log), "--db", str(db_path))
+
+    assert result.returncode == 0, result.stderr
+    assert "Requests imported: 4 into" in result.stdout
+    assert "Lines skipped: 0 (malformed)" in result.stdout
+    assert query(
+        db_path, "SELECT client, route, duration_ms, user_agent FROM requests ORDER BY id"
+    ) == [
+        ("10.0.0.1", "/api/tours/{id}", None, "curl/8.0"),
+        ("10.0.0.2", "/api/tours/{id}", 250.0, "curl/8.0"),
+        ("10.0.0.3", "/api/tours/{id}", 125.0, "curl/8.0"),
+        ("10.0.0.4", "/api/tours/{id}", None, "curl/8.0"),
+    ]
+
+
+def test_replay_from_stdin(tmp_path: Path, db_path: Path) -> None:
+    data = ("\n".join(CRAFTED_LINES) + "\n").encode()
+    first = run_replay_input(data, "-", "--db", str(db_path))
+    second = run_replay_input(data, "-", "--db", str(db_path))
+
+    check_crafted_import(first, db_path)
+    assert "Lines read: 12 from stdin in" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("stdin: already imported on ")
+    assert query(db_path, "SELECT source FROM replay_files") == [("stdin",)]
+
+
+def test_replay_from_named_pipe(tmp_path: Path, db_path: Path) -> None:
+    # What `hauswacht replay <(zcat access.log.gz)` passes: a pipe under a path.
+    pipe = tmp_path / "access.pipe"
+    os.mkfifo(pipe)
+    data = ("\n".join(CRAFTED_LINES) + "\n").encode()
+    writer = threading.Thread(target=pipe.write_bytes, args=(data,))
+    writer.start()
+    result = run_cli("replay", str(pipe), "--db", str(db_path))
+    writer.join(timeout=30)
+
+    check_crafted_import(result, db_path)
+
+
+def test_replay_ignores_byte_order_mark(tmp_path: Path, db_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"\xef\xbb\xbf" + ("\n".join(CRAFTED_LINES) + "\n").encode())
+    result = run_cli("replay", str(log), "--db", str(db_path))
+
+    check_crafted_import(result, db_path)
+
+
+def test_replay_decodes_escapes(tmp_path: Path, db_path: Path) -> None:
+    lines = [
+        # nginx writes a quote as \x22 and UTF-8 bytes one by one
+        '10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /say/\\x22hi\\x22/\\xC3\\xA4 HTTP/1.1" '
+        '200 5 "-" "agent \\x22x\\x22"',
+        # Apache writes \" and \\ and ESC as \x1b
+        '10.0.0.2 - - [17/May/2015:10:05:03 +0000] "GET /a\\"b\\\\c\\x1b[31m HTTP/1.1" 200 5 '
+        '"-" "say \\"hi\\""',
+    ]
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    result = run_cli("replay", str(log), "--db", str(db_path))
+    stats = run_cli("stats", "--db", str(db_path))
+
+    assert result.returncode == 0, result.stderr
+    assert query(db_path, "SELECT path, user_agent FROM requests ORDER BY id") == [
+        ('/say/"hi"/ä', 'agent "x"'),
+        ('/a"b\\c\x1b[31m', 'say "hi"'),
+    ]
+    assert "\x1b" not in stats.stdout
+    assert '/a"b\\c\\x1b[31m' in stats.stdout
+
+
+def test_replay_bad_request_reason_not_doubled(tmp_path: Path, db_path: Path) -> None:
+    log = write_crafted(tmp_path / "access.log")
+    result = run_cli("replay", str(log), "--db", str(db_path))
+
+    assert '  line 7: invalid request line "\\x16\\x03\\x01\\x00"\n' in result.stdout
+    assert "\\\\x16" not in result.stdout
+    assert "\x16" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        (
+            "/reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQ"
+            "ssw5c/confirm",
+            "/reset/{id}/confirm",
+        ),
+        ("/unsubscribe/eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.", "/unsubscribe/{id}"),
+        ("/users/alice@example.com/orders", "/users/{id}/orders"),
+        ("/users/alice.b%40example.co.uk", "/users/{id}"),
+        ("/static/js/app.min.js", "/static/js/app.min.js"),
+        ("/img/icon@2x.png", "/img/icon@2x.png"),
+        ("/img/logo@1.5x.webp", "/img/logo@1.5x.webp"),
+    ],
+)
+def test_route_collapses_tokens_and_addresses(path: str, route: str) -> None:
+    assert route_for_path(path) == route

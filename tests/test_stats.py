@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hauswacht.writer import histogram, schema
-from hauswacht.writer.queries import Window, read_stats
+from hauswacht.writer.queries import Window, hour_to_iso, read_stats
 from tests.test_cli import run_cli
 
 H0 = 400_000  # 2015-08-19T16:00:00Z
@@ -335,3 +335,62 @@ def test_stats_window_end_before_start(stats_db: Path) -> None:
     assert result.returncode == 2
     assert "--to" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def insert_request_rollup(path: Path, hour: int, route: str, method: str = "GET") -> None:
+    """Add one untimed request to the rollups of the database at `path`."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO request_rollups VALUES (?, ?, ?, 200, 1, 0, 0.0, NULL, NULL, 0, '{}')",
+            (hour, route, method),
+        )
+    conn.close()
+
+
+def test_stats_tables_escape_control_characters(stats_db: Path) -> None:
+    hostile_route = "/x\x1b[2J\x1b]0;pwned\x07/\x00/\u202eevil"
+    insert_request_rollup(stats_db, H0, hostile_route, method="G\x1bET")
+    result = run_cli("stats", "--db", str(stats_db), "--routes", "20")
+    assert result.returncode == 0, result.stderr
+
+    for character in ("\x1b", "\x00", "\x07", "\u202e"):
+        assert character not in result.stdout
+    assert "/x\\x1b[2J\\x1b]0;pwned\\x07/\\x00/\\u202eevil" in result.stdout
+    assert "G\\x1bET" in result.stdout
+
+
+def test_stats_json_keeps_control_characters(stats_db: Path) -> None:
+    insert_request_rollup(stats_db, H0, "/x\x1b[31m")
+    result = run_cli("stats", "--db", str(stats_db), "--json", "--routes", "20")
+    assert result.returncode == 0, result.stderr
+
+    routes = [route["route"] for route in json.loads(result.stdout)["routes"]]
+    assert "/x\x1b[31m" in routes
+    assert "\x1b" not in result.stdout  # JSON writes it as \u001b
+
+
+@pytest.mark.parametrize(
+    ("hour", "expected"),
+    [
+        (H0, "2015-08-19T16:00:00Z"),
+        (0, "1970-01-01T00:00:00Z"),
+        # 0001-05-16T20:00:00Z: strftime("%Y") would write the year as "1".
+        (-17_256_628, "0001-05-16T20:00:00Z"),
+        (-1, "1969-12-31T23:00:00Z"),
+    ],
+)
+def test_hour_to_iso_has_four_digit_year(hour: int, expected: str) -> None:
+    assert hour_to_iso(hour) == expected
+
+
+def test_stats_json_hours_of_year_one(db_path: Path) -> None:
+    # A database filled before replay rejected such years still has them.
+    schema.prepare_database(db_path)
+    insert_request_rollup(db_path, -17_256_628, "/old")
+    result = run_cli("stats", "--db", str(db_path), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+
+    assert data["first_hour"] == "0001-05-16T20:00:00Z"
+    assert data["hours"][0]["hour"] == "0001-05-16T20:00:00Z"

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hauswacht.i18n import detect_language
+from hauswacht.i18n import argparse_language, detect_language
 
 SUBCOMMAND_MODULES = ("replay", "stats", "demo", "vault", "dashboard", "serve", "token", "errors")
 
@@ -43,8 +43,10 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     lang = detect_language()
-    parser = build_parser(lang)
-    args = parser.parse_args(argv)
+    # argparse formats its usage, help and error texts inside parse_args.
+    with argparse_language(lang):
+        parser = build_parser(lang)
+        args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,11 @@ from hauswacht.writer.queries import STATUS_CLASSES, Stats, Window, read_stats
 DEFAULT_DATABASE = Path("hauswacht-data") / "events.db"
 DATABASE_ENV = "HAUSWACHT_DB"
 MAX_ROUTE_WIDTH = 60  # characters of a route shown in the table
+
+# Characters that a terminal would act on instead of showing: C0 and C1 control
+# characters (ESC starts escape sequences), DEL, the Unicode line separators and
+# the bidirectional overrides and isolates, which can reorder the text shown.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 CATALOG = {
     "help": {
@@ -265,10 +271,26 @@ def load_stats(path: Path, window: Window, route_limit: int = 10) -> Stats:
 # --- tables --------------------------------------------------------------------------
 
 
+def escape_control(text: str) -> str:
+    """Return `text` with control characters written as `\\xHH` or `\\uHHHH`, safe to print."""
+    return _CONTROL_CHARACTERS.sub(_escape_character, text)
+
+
+def _escape_character(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def render_table(
     headers: Sequence[str], rows: Sequence[Sequence[str]], left_columns: int = 1
 ) -> list[str]:
-    """Return the lines of a plain-text table; the first `left_columns` are left-aligned."""
+    """Return the lines of a plain-text table; the first `left_columns` are left-aligned.
+
+    Control characters in the cells are escaped (see `escape_control`), so
+    values taken from events cannot send escape sequences to the terminal.
+    """
+    headers = [escape_control(header) for header in headers]
+    rows = [[escape_control(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in rows:
         for index, cell in enumerate(row):
@@ -304,7 +326,7 @@ def format_stats(
     def number(value: float | None, decimals: int = 0) -> str:
         return format_number(value, lang, decimals)
 
-    lines = [tr("title", lang, path=path)]
+    lines = [tr("title", lang, path=escape_control(str(path)))]
     if start is None and end is None:
         lines.append(tr("window_all", lang))
     else:
