@@ -172,3 +172,24 @@ def test_demo_singular_forms(tmp_path: Path, lang: str, expected: str) -> None:
 
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout
+
+
+def test_closed_output_pipe_exits_quietly(tmp_path: Path, shared_data: Path) -> None:
+    db = tmp_path / "events.db"
+    log = shared_data / "access_logs" / "apache_logs"
+    assert run_cli("replay", str(log), "--db", str(db)).returncode == 0
+
+    # `hauswacht stats --routes 1000 | head -1`: the table (over 100 KiB) is
+    # larger than a pipe buffer, and the reader closes the pipe after one line.
+    process = subprocess.Popen(
+        [str(HAUSWACHT), "stats", "--db", str(db), "--routes", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+
+    assert process.returncode == 141
+    assert stderr == ""

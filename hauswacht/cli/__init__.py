@@ -9,10 +9,13 @@ status: 0 on success, 1 when the operation failed, 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from hauswacht.i18n import argparse_language, detect_language
+
+BROKEN_PIPE_STATUS = 128 + 13  # 128 + SIGPIPE, as a shell reports it
 
 SUBCOMMAND_MODULES = ("replay", "stats", "demo", "vault", "dashboard", "serve", "token", "errors")
 
@@ -52,6 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted" if lang == "en" else "abgebrochen", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of the output has gone (`hauswacht stats | head`). Exit
+        # quietly with the status a shell reports for SIGPIPE, and point stdout
+        # at /dev/null so flushing it at exit raises nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
 
 
 if __name__ == "__main__":
