@@ -262,3 +262,34 @@ def test_invalid_events_dropped_without_blocking_batch(
     assert paths == [f"/tours/{i}" for i in range(10)]
     assert stored_and_dropped(db_path) == (10, {"write_failed": len(bad)})
     assert any("invalid event" in r.getMessage() for r in caplog.records)
+
+
+PREPARE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from hauswacht.writer.schema import prepare_database
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+prepare_database(sys.argv[1])
+"""
+
+
+def test_processes_prepare_new_file_at_once(tmp_path: Path) -> None:
+    # Several workers starting on one new file all switch it to WAL at once.
+    for attempt in range(5):
+        db = tmp_path / f"events{attempt}.db"
+        go_file = tmp_path / f"go{attempt}"
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", PREPARE_SCRIPT, str(db), str(go_file)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        time.sleep(0.3)
+        go_file.touch()
+        for worker in workers:
+            _, stderr = worker.communicate(timeout=30)
+            assert worker.returncode == 0, stderr

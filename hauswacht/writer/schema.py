@@ -32,10 +32,10 @@ Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000)
   reopens a group and the sample insert of the same transaction.
 - replay_files (version 3): one row per access log imported by `hauswacht
   replay`, identified by the SHA-256 of its first head_bytes bytes (64 KiB,
-  or the whole content when shorter). imported_bytes and imported_lines say
-  how far the imports got, content_sha256 is the SHA-256 of those bytes, and
-  claim_* name the replay importing it now (NULL when none). The replay module
-  (hauswacht/ops/replay.py) owns the table and its SQL.
+  or the whole content when shorter). imported_bytes and imported_lines
+  record how far the imports got, and content_sha256 is the SHA-256 of those
+  bytes. claim_* identify the replay importing it now (NULL when none). The
+  replay module (hauswacht/ops/replay.py) owns the table and its SQL.
 - request_hourly (version 4): one row per hour with the request_rollups rows
   of that hour summed up: count, timed_count, sum/min/max of the durations,
   response bytes, 4xx and 5xx counts and the merged buckets. The writer
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 APPLICATION_ID = 0x48574348  # "HWCH"
@@ -346,12 +347,32 @@ def prepare_database(path: str | os.PathLike[str]) -> None:
         if created:
             os.chmod(path, 0o600)
         for pragma in PRAGMAS:
-            conn.execute(pragma)
+            _execute_when_unlocked(conn, pragma)
         migrate(conn, path)
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path}: cannot use as events database ({exc})") from exc
     finally:
         conn.close()
+
+
+def _execute_when_unlocked(conn: sqlite3.Connection, sql: str) -> None:
+    """Execute `sql`, retrying for up to BUSY_TIMEOUT_MS while the database is locked.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite returns
+    SQLITE_BUSY for it without calling the busy handler when another process
+    is doing the same (as two uvicorn workers starting on one new file do).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            conn.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def _create_folders(folder: Path) -> None:
