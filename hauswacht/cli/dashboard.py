@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hauswacht.cli.stats import add_database_option, fail, resolve_database
+from hauswacht.cli.common import add_database_option, fail, resolve_database
 from hauswacht.i18n import translate
 
 DEFAULT_HOST = "127.0.0.1"

@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hauswacht.cli.stats import (
+from hauswacht.cli.common import (
     add_database_option,
     describe_database_error,
     fail,
-    load_stats,
-    print_stats,
     resolve_database,
 )
+from hauswacht.cli.stats import load_stats, print_stats
 from hauswacht.i18n import format_number, translate, translate_count
 from hauswacht.writer import schema
 from hauswacht.writer.queries import Window

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from hauswacht.cli.stats import (
+from hauswacht.cli.common import (
     add_database_option,
     describe_database_error,
     fail,

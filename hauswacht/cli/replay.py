@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import IO, TextIO
 
-from hauswacht.cli.stats import (
+from hauswacht.cli.common import (
     add_database_option,
     describe_database_error,
     escape_control,

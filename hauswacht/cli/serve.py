@@ -14,7 +14,12 @@ import logging
 import os
 import sys
 
-from hauswacht.cli.stats import add_database_option, describe_database_error, fail, resolve_database
+from hauswacht.cli.common import (
+    add_database_option,
+    describe_database_error,
+    fail,
+    resolve_database,
+)
 from hauswacht.collector.collector import Collector
 from hauswacht.collector.settings import Settings, SettingsError
 from hauswacht.i18n import translate

@@ -1,45 +1,34 @@
-"""`hauswacht stats`: request, error and latency figures from the rollup tables.
-
-Also home of what the event subcommands (replay, stats, demo) share: the
-`--db` option with its defaults and the one-line text for an events file that
-cannot be used.
-"""
+"""`hauswacht stats`: request, error and latency figures from the rollup tables."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import re
 import sqlite3
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 import orjson
 
+from hauswacht.cli.common import (
+    add_database_option,
+    describe_database_error,
+    escape_control,
+    fail,
+    render_table,
+    resolve_database,
+)
 from hauswacht.i18n import format_number, translate
 from hauswacht.writer import schema
 from hauswacht.writer.queries import STATUS_CLASSES, Stats, Window, read_stats
 
-DEFAULT_DATABASE = Path("hauswacht-data") / "events.db"
-DATABASE_ENV = "HAUSWACHT_DB"
 MAX_ROUTE_WIDTH = 60  # characters of a route shown in the table
-
-# Characters that a terminal would act on instead of showing: C0 and C1 control
-# characters (ESC starts escape sequences), DEL, the Unicode line separators and
-# the bidirectional overrides and isolates, which can reorder the text shown.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 CATALOG = {
     "help": {
         "en": "show request, error and latency figures from the rollups",
         "de": "Anfrage-, Fehler- und Latenzzahlen aus den Rollups zeigen",
-    },
-    "help_db": {
-        "en": "events database (default: $HAUSWACHT_DB, else ./hauswacht-data/events.db)",
-        "de": "Ereignisdatenbank (Standard: $HAUSWACHT_DB, sonst ./hauswacht-data/events.db)",
     },
     "help_from": {
         "en": "start of the window, ISO 8601, e.g. 2015-05-18T10:00:00Z (UTC if no offset)",
@@ -67,30 +56,6 @@ CATALOG = {
     "bad_routes": {
         "en": "invalid --routes value {value}: expected a number from 1 to 1000",
         "de": "ungültiger Wert für --routes: {value}; erwartet eine Zahl von 1 bis 1000",
-    },
-    "db_missing": {
-        "en": "{path}: no such file; record events first or pass --db",
-        "de": "{path}: Datei nicht gefunden; erst Ereignisse aufzeichnen oder --db angeben",
-    },
-    "db_not_file": {
-        "en": "{path}: is not a file; pass the path of an events database with --db",
-        "de": "{path}: ist keine Datei; mit --db den Pfad einer Ereignisdatenbank angeben",
-    },
-    "db_unreadable": {
-        "en": "{path}: not readable by this user; check its permissions",
-        "de": "{path}: für diesen Benutzer nicht lesbar; Zugriffsrechte prüfen",
-    },
-    "db_not_sqlite": {
-        "en": "{path}: not an SQLite database; pass an events database with --db",
-        "de": "{path}: keine SQLite-Datenbank; mit --db eine Ereignisdatenbank angeben",
-    },
-    "db_foreign": {
-        "en": "{path}: not a Hauswacht events database (application_id {application_id:#x})",
-        "de": "{path}: keine Hauswacht-Ereignisdatenbank (application_id {application_id:#x})",
-    },
-    "db_other": {
-        "en": "{detail}",
-        "de": "{path}: Ereignisdatenbank nicht nutzbar ({detail})",
     },
     "title": {"en": "Hauswacht stats: {path}", "de": "Hauswacht-Statistik: {path}"},
     "window_all": {"en": "Window: all data", "de": "Zeitraum: alle Daten"},
@@ -123,72 +88,6 @@ CATALOG = {
 
 def tr(key: str, lang: str, **fields: object) -> str:
     return translate(CATALOG, key, lang, **fields)
-
-
-# --- shared by the event subcommands -------------------------------------------------
-
-
-def add_database_option(parser: argparse.ArgumentParser, lang: str) -> None:
-    parser.add_argument("--db", metavar="PATH", help=tr("help_db", lang))
-
-
-def resolve_database(value: str | None, environ: Mapping[str, str] | None = None) -> Path:
-    """Return the events database: `value` (--db), else $HAUSWACHT_DB, else the default path."""
-    environ = os.environ if environ is None else environ
-    if value:
-        return Path(value)
-    if environ.get(DATABASE_ENV):
-        return Path(environ[DATABASE_ENV])
-    return DEFAULT_DATABASE
-
-
-def describe_database_error(
-    path: Path, error: schema.DatabaseError, lang: str, *, must_exist: bool = True
-) -> str:
-    """Return one line in `lang` saying why the events file at `path` cannot be used.
-
-    `must_exist` is False for commands that create the file, so a missing file
-    is not the cause there.
-    """
-    if not path.exists():
-        if must_exist:
-            return tr("db_missing", lang, path=path)
-        return tr("db_other", lang, path=path, detail=_strip_path(path, error, lang))
-    if not path.is_file():
-        return tr("db_not_file", lang, path=path)
-    if not os.access(path, os.R_OK):
-        return tr("db_unreadable", lang, path=path)
-
-    # Look again read-only to name the cause in the user's language. The
-    # pragmas read through the WAL, so a live database is judged correctly.
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-        try:
-            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        application_id = schema.APPLICATION_ID  # locked or similar: keep the writer's message
-    except sqlite3.DatabaseError:
-        return tr("db_not_sqlite", lang, path=path)
-    if application_id != schema.APPLICATION_ID:
-        return tr("db_foreign", lang, path=path, application_id=application_id)
-
-    return tr("db_other", lang, path=path, detail=_strip_path(path, error, lang))
-
-
-def _strip_path(path: Path, error: schema.DatabaseError, lang: str) -> str:
-    # The writer's messages start with the path; the German text names it itself.
-    detail = str(error)
-    prefix = f"{path}: "
-    if lang != "en" and detail.startswith(prefix):
-        detail = detail[len(prefix) :]
-    return detail
-
-
-def fail(message: str) -> int:
-    print(f"hauswacht: {message}", file=sys.stderr)
-    return 1
 
 
 # --- stats ---------------------------------------------------------------------------
@@ -269,45 +168,6 @@ def load_stats(path: Path, window: Window, route_limit: int = 10) -> Stats:
 
 
 # --- tables --------------------------------------------------------------------------
-
-
-def escape_control(text: str) -> str:
-    """Return `text` with control characters written as `\\xHH` or `\\uHHHH`, safe to print."""
-    return _CONTROL_CHARACTERS.sub(_escape_character, text)
-
-
-def _escape_character(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def render_table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], left_columns: int = 1
-) -> list[str]:
-    """Return the lines of a plain-text table; the first `left_columns` are left-aligned.
-
-    Control characters in the cells are escaped (see `escape_control`), so
-    values taken from events cannot send escape sequences to the terminal.
-    """
-    headers = [escape_control(header) for header in headers]
-    rows = [[escape_control(cell) for cell in row] for row in rows]
-    widths = [len(header) for header in headers]
-    for row in rows:
-        for index, cell in enumerate(row):
-            widths[index] = max(widths[index], len(cell))
-
-    def line(cells: Sequence[str]) -> str:
-        parts = []
-        for index, cell in enumerate(cells):
-            if index < left_columns:
-                parts.append(cell.ljust(widths[index]))
-            else:
-                parts.append(cell.rjust(widths[index]))
-        return "  ".join(parts).rstrip()
-
-    lines = [line(headers), "  ".join("-" * width for width in widths)]
-    lines.extend(line(row) for row in rows)
-    return lines
 
 
 def _shorten(text: str, width: int) -> str:

@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from hauswacht.cli.errors import write_lines
-from hauswacht.cli.stats import (
+from hauswacht.cli.common import (
     add_database_option,
     describe_database_error,
     fail,
     render_table,
     resolve_database,
 )
+from hauswacht.cli.errors import write_lines
 from hauswacht.i18n import translate
 from hauswacht.writer import schema
 from hauswacht.writer.tokens import (
