@@ -44,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hauswacht.dashboard import auth
+from hauswacht.dashboard.cache import OverviewCache
 from hauswacht.dashboard.i18n import (
     LANG_COOKIE,
     Formatter,
@@ -204,6 +205,7 @@ class Dashboard:
         self.signer = auth.SessionSigner(secret, session_hours * 3600)
         self.throttle = auth.LoginThrottle()
         self.on_connect = on_connect
+        self.overview_cache = OverviewCache()  # per process; see cache.py for when it is valid
         self.templates = Environment(
             loader=FileSystemLoader(PACKAGE_DIR / "templates"),
             autoescape=True,

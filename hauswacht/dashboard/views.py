@@ -163,7 +163,9 @@ def range_view(ctx: RequestContext, selected: TimeRange, hidden: dict[str, str])
 
 async def overview_page(dashboard: Dashboard, request: Request, ctx: RequestContext) -> Response:
     selected = _range(request, ctx)
-    overview: Overview = await dashboard.read(queries.read_overview, selected.window)
+    overview: Overview = await dashboard.read(
+        dashboard.overview_cache.read_overview, selected.window
+    )
     status_rows = [
         (code, count, count / overview.requests if overview.requests else None)
         for code, count in overview.status_codes.items()

@@ -381,6 +381,35 @@ ENDPOINT_BUCKETS_SQL = """
       )
 """
 
+# :hours is a JSON array of hour numbers.
+HOURS_ENDPOINT_TOTALS_SQL = """
+    SELECT hour, route, method, sum(count),
+           sum(CASE WHEN status BETWEEN 400 AND 499 THEN count ELSE 0 END),
+           sum(CASE WHEN status BETWEEN 500 AND 599 THEN count ELSE 0 END),
+           sum(timed_count), sum(sum_ms), min(min_ms), max(max_ms)
+    FROM request_rollups
+    WHERE hour IN (SELECT value FROM json_each(:hours))
+    GROUP BY hour, route, method
+"""
+
+HOURS_STATUS_TOTALS_SQL = """
+    SELECT hour, status, sum(count)
+    FROM request_rollups
+    WHERE hour IN (SELECT value FROM json_each(:hours))
+    GROUP BY hour, status
+"""
+
+# :hours is a JSON array of hour numbers, :endpoints one of [route, method] pairs.
+HOURS_ENDPOINT_BUCKETS_SQL = """
+    SELECT route, method, buckets
+    FROM request_rollups
+    WHERE hour IN (SELECT value FROM json_each(:hours)) AND timed_count > 0
+      AND (route, method) IN (
+          SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+          FROM json_each(:endpoints)
+      )
+"""
+
 ROUTE_ROLLUP_ROWS_SQL = """
     SELECT hour, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
     FROM request_rollups
@@ -461,7 +490,7 @@ SET_ERROR_GROUP_STATUS_SQL = """
 """
 
 
-class _Accumulator:
+class RollupTotals:
     """Counts, duration sums and merged histogram buckets of some rollup rows."""
 
     __slots__ = ("buckets", "client_errors", "count", "max_ms", "min_ms", "server_errors",
@@ -504,7 +533,7 @@ class _Accumulator:
         for key, bucket_count in buckets.items():
             merged[key] = merged.get(key, 0) + bucket_count
 
-    def merge(self, other: _Accumulator) -> None:
+    def merge(self, other: RollupTotals) -> None:
         self.count += other.count
         self.client_errors += other.client_errors
         self.server_errors += other.server_errors
@@ -601,7 +630,7 @@ class Overview:
         return self.server_errors / self.requests if self.requests else None
 
 
-def _hour_range(window: Window, per_hour: Mapping[int, Any]) -> range:
+def hour_range(window: Window, per_hour: Mapping[int, Any]) -> range:
     """Return every hour of a bounded window, or of the stored data on an open side."""
     params = window.hour_params()
     first, last = params["first_hour"], params["last_hour"]
@@ -615,13 +644,13 @@ def _hour_range(window: Window, per_hour: Mapping[int, Any]) -> range:
 
 def _timeseries(
     window: Window,
-    per_hour: dict[int, _Accumulator],
+    per_hour: dict[int, RollupTotals],
     errors: dict[int, int],
     dropped: dict[int, int],
 ) -> list[TimePoint]:
     known = {**dict.fromkeys(errors), **dict.fromkeys(dropped), **dict.fromkeys(per_hour)}
     points = []
-    for hour in _hour_range(window, known):
+    for hour in hour_range(window, known):
         point = TimePoint(hour, errors=errors.get(hour, 0), dropped=dropped.get(hour, 0))
         totals = per_hour.get(hour)
         if totals is not None:
@@ -634,35 +663,38 @@ def _timeseries(
     return points
 
 
-def _read_hourly(conn: sqlite3.Connection, params: Mapping[str, int]) -> dict[int, _Accumulator]:
-    per_hour: dict[int, _Accumulator] = {}
-    for row in conn.execute(REQUEST_HOURLY_ROWS_SQL, params):
-        hour, count, timed, sum_ms, min_ms, max_ms, client_errors, server_errors, text = row
-        totals = per_hour[hour] = _Accumulator()
-        totals.count = count
-        totals.client_errors = client_errors
-        totals.server_errors = server_errors
-        if timed:
-            totals.timed = timed
-            totals.sum_ms = sum_ms
-            totals.min_ms = min_ms
-            totals.max_ms = max_ms
-            totals.buckets = histogram.decode(text)
-    return per_hour
+def hourly_row_totals(row: tuple[Any, ...]) -> RollupTotals:
+    """Return the totals of one REQUEST_HOURLY_ROWS_SQL row, with its buckets decoded."""
+    _, count, timed, sum_ms, min_ms, max_ms, client_errors, server_errors, text = row
+    totals = RollupTotals()
+    totals.count = count
+    totals.client_errors = client_errors
+    totals.server_errors = server_errors
+    if timed:
+        totals.timed = timed
+        totals.sum_ms = sum_ms
+        totals.min_ms = min_ms
+        totals.max_ms = max_ms
+        totals.buckets = histogram.decode(text)
+    return totals
+
+
+def _read_hourly(conn: sqlite3.Connection, params: Mapping[str, int]) -> dict[int, RollupTotals]:
+    return {row[0]: hourly_row_totals(row) for row in conn.execute(REQUEST_HOURLY_ROWS_SQL, params)}
 
 
 def _read_endpoint_totals(
     conn: sqlite3.Connection, params: Mapping[str, int]
 ) -> tuple[list[EndpointStats], dict[int, int]]:
     """Read every endpoint's counts and average latency, and the count per status code."""
-    per_endpoint: dict[tuple[str, str], _Accumulator] = {}
+    per_endpoint: dict[tuple[str, str], RollupTotals] = {}
     status_codes: dict[int, int] = {}
     for route, method, status, count, timed, sum_ms, min_ms, max_ms in conn.execute(
         ENDPOINT_STATUS_TOTALS_SQL, params
     ):
         totals = per_endpoint.get((route, method))
         if totals is None:
-            totals = per_endpoint[(route, method)] = _Accumulator()
+            totals = per_endpoint[(route, method)] = RollupTotals()
         totals.add(status, count, timed, sum_ms, min_ms, max_ms, {})
         status_codes[status] = status_codes.get(status, 0) + count
 
@@ -715,7 +747,8 @@ def fill_percentiles(
         )
 
 
-def _slowest(endpoints: list[EndpointStats], limit: int) -> list[EndpointStats]:
+def pick_slowest(endpoints: list[EndpointStats], limit: int) -> list[EndpointStats]:
+    """Return the `limit` timed endpoints with the highest average latency, highest first."""
     timed = [endpoint for endpoint in endpoints if endpoint.latency_ms.avg is not None]
     timed.sort(key=lambda e: (-(e.latency_ms.avg or 0.0), e.route, e.method))
     return timed[:limit]
@@ -734,16 +767,18 @@ def read_overview(
     # rollup rows of the `slowest` endpoints only. The cost does not grow with
     # the raw rows, but it does grow with the routes and statuses seen per hour
     # and with how many buckets each row fills, until every row is full.
-    # bench/dashboard_bench.py on 2 shared cores: 24 h page 4.9 ms at 100,000
-    # events over 90 days, 13.7 ms at 10 million, where fill_percentiles takes
-    # about 5 ms and the per-endpoint GROUP BY about 2 ms.
+    # bench/dashboard_bench.py on 2 shared cores, 24 h: this read takes about
+    # 3 ms at 100,000 events over 90 days and 11 ms at 10 million, where
+    # fill_percentiles takes about 5 ms and the per-endpoint GROUP BY about
+    # 2 ms. The dashboard's overview page reads through its hour cache
+    # (hauswacht/dashboard/cache.py) instead, which reads changed hours only.
     params = window.hour_params()
     per_hour = _read_hourly(conn, params)
-    total = _Accumulator()
+    total = RollupTotals()
     for hour_totals in per_hour.values():
         total.merge(hour_totals)
     endpoints, status_codes = _read_endpoint_totals(conn, params)
-    slowest_endpoints = _slowest(endpoints, slowest)
+    slowest_endpoints = pick_slowest(endpoints, slowest)
     fill_percentiles(conn, window, slowest_endpoints)
 
     errors = {hour: int(count) for hour, count in conn.execute(HOURLY_ERRORS_SQL, params)}
@@ -791,14 +826,14 @@ def read_endpoint_history(
     `errors` and `dropped` of the points stay 0: error and drop rollups have no route.
     """
     params = {**window.hour_params(), "route": route, "method": method}
-    per_hour: dict[int, _Accumulator] = {}
-    total = _Accumulator()
+    per_hour: dict[int, RollupTotals] = {}
+    total = RollupTotals()
     for hour, status, count, timed, sum_ms, min_ms, max_ms, text in conn.execute(
         ROUTE_ROLLUP_ROWS_SQL, params
     ):
         hour_totals = per_hour.get(hour)
         if hour_totals is None:
-            hour_totals = per_hour[hour] = _Accumulator()
+            hour_totals = per_hour[hour] = RollupTotals()
         hour_totals.add(status, count, timed, sum_ms, min_ms, max_ms,
                         histogram.decode(text) if timed else {})  # fmt: skip
     for hour_totals in per_hour.values():
