@@ -435,8 +435,14 @@ async def serve_demo_and_dashboard(
 
         dashboard_sock, port_taken = _dashboard_socket(dashboard_port)
         dashboard_url = f"http://{HOST}:{dashboard_sock.getsockname()[1]}/"
+        # No proxy in front of the demo: a forwarded-for header from a local
+        # client must not change the address the login throttle sees.
         dashboard_config = uvicorn.Config(
-            dashboard_app, lifespan="off", log_level="warning", access_log=False
+            dashboard_app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
         )
         dashboard_server = _CallerSignalsServer(dashboard_config)
         dashboard_task = await _start(dashboard_server, dashboard_sock, dashboard_url)

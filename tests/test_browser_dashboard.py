@@ -373,3 +373,62 @@ def test_event_values_never_run_as_script(page: Page, site: dict[str, Any]) -> N
     for text in (f"message {PAYLOAD}", f"handler{PAYLOAD}", f"/x/{PAYLOAD}", f"agent {PAYLOAD}",
                  f"tag{PAYLOAD}", f"value {PAYLOAD}", f"trace{PAYLOAD}"):  # fmt: skip
         assert text in group_text, text
+
+
+def test_phone_width_layout(browser: Browser, site: dict[str, Any]) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, extra_http_headers={"Accept-Language": "en"}
+    )
+    page = context.new_page()
+    page.goto(f"{site['url']}/login")
+    log_in(page, site["url"])
+    overflow = {}
+    for query in ("range=24h", "range=30d", LOG_RANGE):
+        page.goto(f"{site['url']}/?{query}")
+        overflow[query] = page.evaluate("document.documentElement.scrollWidth") - 390
+    axis_px = page.evaluate(
+        "Math.min(...[...document.querySelectorAll('svg.chart text.axis')]"
+        ".filter(t => t.getBoundingClientRect().height > 0)"
+        ".map(t => t.getBoundingClientRect().height))"
+    )
+    legend_px = page.evaluate(
+        "parseFloat(getComputedStyle(document.querySelector('.legend')).fontSize)"
+    )
+    page.goto(f"{site['url']}/endpoints?{LOG_RANGE}")
+    endpoints_overflow = page.evaluate("document.documentElement.scrollWidth") - 390
+    route_break = page.evaluate(
+        "getComputedStyle(document.querySelector('#endpoints td code')).wordBreak"
+    )
+    route_breaks = page.locator("#endpoints td code wbr").count()
+    page.goto(f"{site['url']}/errors?range=24h")
+    page.click("text=builtins.RuntimeError")
+    page.wait_for_url(re.compile(r"/errors/\d+"))
+    samples = page.locator("#samples")
+    samples_scrolls = samples.evaluate("e => getComputedStyle(e).overflowX")
+    samples_right = samples.evaluate("e => e.getBoundingClientRect().right")
+    trace_column_reachable = samples.evaluate(
+        "e => e.scrollWidth >= e.querySelector('table').getBoundingClientRect().width - 1"
+    )
+    error_overflow = page.evaluate("document.documentElement.scrollWidth") - 390
+    context.close()
+
+    assert overflow == {"range=24h": 0, "range=30d": 0, LOG_RANGE: 0}
+    assert axis_px >= 9
+    assert legend_px >= 12
+    assert endpoints_overflow == 0
+    assert route_break == "normal"
+    assert route_breaks > 0
+    assert samples_scrolls == "auto"
+    assert samples_right <= 390
+    assert trace_column_reachable
+    assert error_overflow == 0
+
+
+def test_refresh_drops_status_notice(page: Page, site: dict[str, Any]) -> None:
+    page.clock.install()
+    page.goto(f"{site['url']}/errors?range=24h&status=all&changed=resolved")
+    page.clock.run_for(61_000)
+    page.wait_for_url(lambda url: "changed=" not in url)
+    refreshed_url = page.url
+
+    assert refreshed_url == f"{site['url']}/errors?range=24h&status=all"

@@ -13,6 +13,7 @@ from hauswacht.dashboard import DashboardConfigError, create_app
 from hauswacht.dashboard.auth import (
     FREE_FAILURES_PER_CLIENT,
     FREE_FAILURES_PER_USER,
+    MAX_USER_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     AuthFileError,
     LoginThrottle,
@@ -201,3 +202,36 @@ def test_throttle_backs_off_per_client_and_caps_wait() -> None:
     assert throttle.wait_seconds("fresh", "10.0.0.1", now=50.0) == MAX_WAIT_SECONDS
     assert throttle.wait_seconds("fresh", "10.0.0.2", now=50.0) == 0
     assert throttle.wait_seconds("fresh", "10.0.0.1", now=50.0 + MAX_WAIT_SECONDS) == 0
+
+
+def test_throttle_reserve_counts_before_check() -> None:
+    throttle = LoginThrottle()
+    waits = [throttle.reserve("alice", f"10.0.0.{n}", now=10.0) for n in range(8)]
+
+    assert waits == [0] * FREE_FAILURES_PER_USER + [1, 1, 1]
+    assert throttle.wait_seconds("alice", "10.0.0.99", now=10.0) == 1
+    assert throttle.reserve("alice", "10.0.0.99", now=11.0) == 0
+    assert throttle.wait_seconds("alice", "10.0.0.99", now=11.0) == 2
+
+
+def test_throttle_user_wait_capped_shorter() -> None:
+    throttle = LoginThrottle()
+    for n in range(FREE_FAILURES_PER_USER + 30):
+        throttle.failed("alice", f"10.0.{n}.1", now=50.0)
+
+    assert throttle.wait_seconds("alice", "10.9.9.9", now=50.0) == MAX_USER_WAIT_SECONDS
+    assert MAX_USER_WAIT_SECONDS == 30
+    assert throttle.wait_seconds("alice", "10.9.9.9", now=50.0 + MAX_USER_WAIT_SECONDS) == 0
+
+
+def test_users_file_mode_checked_every_load(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "users.json")
+    store.set_password("alice", "correct horse battery")
+    assert "alice" in store.users()
+    info = (tmp_path / "users.json").stat()
+
+    os.chmod(tmp_path / "users.json", 0o644)
+    os.utime(tmp_path / "users.json", ns=(info.st_atime_ns, info.st_mtime_ns))
+
+    with pytest.raises(AuthFileError, match="chmod 600"):
+        store.users()

@@ -132,3 +132,58 @@ def test_dashboard_serves_on_loopback(tmp_path: Path) -> None:
     assert stats.json()["requests"] == 11
     assert (tmp_path / "dashboard-secret.key").exists()
     assert stat.S_IMODE((tmp_path / "dashboard-secret.key").stat().st_mode) == 0o600
+
+
+def test_dashboard_typo_db_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "hauswacht-dta" / "events.db"
+    result = run_cli("dashboard", "--db", str(typo))
+
+    assert result.returncode == 1
+    assert "no dashboard user exists" in result.stderr
+    assert f"the database {typo} does not exist either, so check --db" in result.stderr
+    assert not typo.parent.exists()
+
+
+def login_client_address(folder: Path, *options: str) -> str:
+    """Serve the dashboard, send one wrong login with X-Forwarded-For, return the logged line."""
+    port = free_port()
+    env = {**os.environ, "HAUSWACHT_LANG": "en"}
+    process = subprocess.Popen(
+        [str(HAUSWACHT), "dashboard", "--port", str(port), "--db", str(folder / "events.db"),
+         "--timezone", "UTC", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        process.stdout.readline()
+        deadline = time.monotonic() + 20
+        response = None
+        while response is None and time.monotonic() < deadline:
+            try:
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/login",
+                    data={"user": USER, "password": "wrong password"},
+                    headers={"x-forwarded-for": "203.0.113.9"},
+                    timeout=10,
+                )
+            except httpx.TransportError:
+                time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    assert response is not None and response.status_code == 401
+    lines = [line for line in stderr.splitlines() if "dashboard login failed" in line]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_dashboard_ignores_forwarded_for(tmp_path: Path) -> None:
+    make_database(tmp_path)
+
+    untrusted = login_client_address(tmp_path)
+    trusted = login_client_address(tmp_path, "--trusted-proxy", "127.0.0.1")
+
+    assert untrusted.endswith("from 127.0.0.1")
+    assert trusted.endswith("from 203.0.113.9")

@@ -11,6 +11,7 @@ import asyncio
 import re
 import socket
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -318,6 +319,85 @@ def test_repeated_failures_throttle_login(tmp_path: Path) -> None:
     assert "set-cookie" not in throttled.headers
 
 
+def test_parallel_wrong_logins_throttled(tmp_path: Path) -> None:
+    database = make_database(tmp_path)
+    app = create_app(database, timezone="UTC")
+    verifications: list[str] = []
+    store = app.state.dashboard.users
+    original_verify = store.verify
+
+    def counting_verify(user: str, password: str) -> bool:
+        verifications.append(password)
+        return original_verify(user, password)
+
+    store.verify = counting_verify
+    barrier = threading.Barrier(30)
+    answers: list[tuple[int, str]] = []
+
+    with serve(app) as url:
+
+        def attempt(n: int) -> None:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                barrier.wait(timeout=30)
+                response = login(http, password=f"wrong {n}")
+                answers.append((response.status_code, response.headers.get("retry-after", "")))
+
+        threads = [threading.Thread(target=attempt, args=(n,)) for n in range(30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    statuses = [status for status, _ in answers]
+    assert len(statuses) == 30
+    assert set(statuses) <= {401, 429}
+    assert statuses.count(401) == len(verifications)
+    assert len(verifications) <= 5
+    assert statuses.count(429) >= 25
+    assert all(wait.isdigit() for status, wait in answers if status == 429)
+
+
+def test_multipart_login_is_415_uncounted(tmp_path: Path) -> None:
+    database = make_database(tmp_path)
+    with serve(create_app(database, timezone="UTC")) as url, httpx.Client(base_url=url) as http:
+        multipart = [
+            http.post(
+                "/login",
+                files={"user": (None, USER), "password": (None, PASSWORD)},
+                headers={"origin": url},
+            )
+            for _ in range(6)
+        ]
+        urlencoded = login(http)
+
+    assert [response.status_code for response in multipart] == [415] * 6
+    assert "application/x-www-form-urlencoded" in unescape(multipart[0].text)
+    assert "multipart/form-data" in unescape(multipart[0].text)
+    assert urlencoded.status_code == 303
+
+
+def test_logout_revokes_copied_cookie(tmp_path: Path) -> None:
+    database = make_database(tmp_path)
+    with serve(create_app(database, timezone="UTC")) as url, httpx.Client(base_url=url) as http:
+        login(http)
+        copied = http.cookies["hauswacht_session"]
+        with httpx.Client(base_url=url) as other:
+            login(other)
+            page = http.get("/", params=WINDOW)
+            http.post("/logout", data={"csrf": csrf_of(page.text)}, headers={"origin": url})
+            other_after = other.get("/api/stats?hours=1").status_code
+        http.cookies.set("hauswacht_session", copied)
+        copied_after = http.get("/api/stats?hours=1").status_code
+    with serve(create_app(database, timezone="UTC")) as url, httpx.Client(base_url=url) as http:
+        http.cookies.set("hauswacht_session", copied)
+        after_restart = http.get("/api/stats?hours=1").status_code
+
+    assert copied_after == 401
+    assert after_restart == 401
+    assert other_after == 200
+    assert stat.S_IMODE((tmp_path / "dashboard-revoked.json").stat().st_mode) == 0o600
+
+
 def test_logout_needs_csrf_and_ends_session(client: httpx.Client) -> None:
     page = client.get("/", params=WINDOW)
     refused = client.post("/logout", data={"csrf": "0" * 64})
@@ -395,11 +475,12 @@ def test_lang_parameter_is_kept_in_cookie(client: httpx.Client) -> None:
 
 def test_slowest_endpoints_and_statuses(client: httpx.Client) -> None:
     html = client.get("/", params=WINDOW).text
-    slowest = html.split('id="slowest"')[1].split("</table>")[0]
+    slowest = html.split('id="slowest"')[1].split("</table>")[0].replace("<wbr>", "")
     statuses = html.split('id="statuses"')[1].split("</table>")[0]
 
     assert slowest.index("/api/slow") < slowest.index("/api/tours/{tour_id}")
     assert "/upload" not in slowest  # no request of it has a duration
+    assert '<code class="route">/<wbr>api/<wbr>slow</code>' in html
     assert re.findall(r"<td>(\d{3})</td>", statuses) == ["200", "201", "404", "500"]
 
 
@@ -469,6 +550,7 @@ def test_resolve_and_reopen_group(client: httpx.Client, site: dict[str, Any]) ->
     shown = client.get(resolved.headers["location"]).text
     reopened = client.post(f"/errors/{group_id}/status", data={"action": "reopen", "csrf": token})
     after_reopen = client.get(f"/api/errors/{group_id}").json()
+    stale_notice = client.get(resolved.headers["location"]).text
 
     assert resolved.status_code == 303
     assert after_resolve["status"] == "resolved"
@@ -478,6 +560,7 @@ def test_resolve_and_reopen_group(client: httpx.Client, site: dict[str, Any]) ->
     assert reopened.status_code == 303
     assert after_reopen["status"] == "unresolved"
     assert after_reopen["resolved_at"] is None
+    assert "Status set to" not in stale_notice
 
 
 def test_unknown_group_is_404(client: httpx.Client) -> None:
@@ -706,3 +789,31 @@ def test_mounted_under_prefix(tmp_path: Path) -> None:
     assert page.status_code == 200
     assert 'href="/monitoring/static/dashboard.css"' in page.text
     assert 'href="/monitoring/endpoints?from=' in page.text
+
+
+@pytest.mark.parametrize("path", ["/", "/errors", "/metrics", "/endpoints", "/api/timeseries"])
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("from=1431820800000&to=4102444800000", "'from' to 'to'"),
+        ("from=0&to=4102444800000", "'from'"),
+        ("from=1431820800000&to=999999999999999", "'to'"),
+        ("from=9999-12-31T23:00&to=9999-12-31T23:59:59-14:00", "'to'"),
+        ("from=0001-01-01T00:00%2B14:00&to=0001-01-01T05:00%2B14:00", "'from'"),
+        ("from=253402300799000&to=253402310799000", "'from'"),
+    ],
+)
+def test_extreme_range_is_400(client: httpx.Client, path: str, query: str, name: str) -> None:
+    response = client.get(f"{path}?{query}")
+
+    assert response.status_code == 400
+    assert name in unescape(response.text)
+
+
+def test_last_hour_of_year_9999_renders(client: httpx.Client) -> None:
+    page = client.get("/?from=9999-12-31T23:00Z&to=9999-12-31T23:59:59Z")
+    series = client.get("/api/timeseries?from=9999-12-31T23:00Z&to=9999-12-31T23:59:59Z")
+
+    assert page.status_code == 200
+    assert series.status_code == 200
+    assert len(series.json()["hours"]) == 1

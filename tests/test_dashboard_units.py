@@ -85,7 +85,7 @@ def test_range_presets_and_custom() -> None:
         ({"to": "2015-05-17"}, "from", "Missing parameter 'from'"),
         ({"from": "2015-05-18", "to": "2015-05-17"}, "to", "must be later than 'from'"),
         ({"from": "17.05.2015"}, "from", "expected an ISO 8601 date"),
-        ({"hours": "87601"}, "hours", "from 1 to 87600"),
+        ({"hours": "87601"}, "hours", "from 1 to 87,600"),
         ({"range": "3h"}, "range", "expected one of 1h, 24h, 7d, 30d, custom"),
     ],
 )
@@ -102,7 +102,7 @@ def test_range_error_in_german() -> None:
         parse_range({"hours": "x"}, "de", dt.UTC, NOW_MS)
 
     assert caught.value.message == (
-        "Ungültiger Wert 'x' für Parameter 'hours': erwartet eine ganze Zahl von 1 bis 87600."
+        "Ungültiger Wert 'x' für Parameter 'hours': erwartet eine ganze Zahl von 1 bis 87.600."
     )
 
 
@@ -158,3 +158,88 @@ def test_overview_fills_empty_hours(tmp_path: Path) -> None:
     assert empty.error_rate is None
     assert [point.requests for point in empty.timeseries] == [0]
     assert [point.hour for point in everything.timeseries] == [H0, H0 + 1]
+
+
+@pytest.mark.parametrize(
+    ("params", "name", "text"),
+    [
+        ({"from": "0", "to": "4102444800000"}, "from", "12 or 13 digits"),
+        ({"from": "1431820800000", "to": "4102444800000"}, "to", "more than 87,600 hours"),
+        ({"from": "999999999999999"}, "from", "12 or 13 digits"),
+        ({"from": "1431820800000", "to": "999999999999999"}, "to", "12 or 13 digits"),
+        ({"from": "9999-12-31T23:00", "to": "9999-12-31T23:59:59-14:00"}, "to", "1970 to 9999"),
+        ({"from": "0001-01-01T00:00+14:00"}, "from", "1970 to 9999"),
+        ({"from": "1969-12-31T23:00Z"}, "from", "1970 to 9999"),
+        ({"from": "253402300799000", "to": "253402310799000"}, "from", "12 or 13 digits"),
+    ],
+)
+def test_range_bounds_rejected(params: dict[str, str], name: str, text: str) -> None:
+    with pytest.raises(BadParameter) as caught:
+        parse_range(params, "en", dt.UTC, NOW_MS)
+
+    assert caught.value.name == name
+    assert text in caught.value.message
+
+
+def test_range_span_limit_accepted() -> None:
+    start = 1_431_820_800_000
+    longest = parse_range(
+        {"from": str(start), "to": str(start + 87_600 * HOUR_MS)}, "en", dt.UTC, NOW_MS
+    )
+
+    assert longest.end_ms - longest.start_ms == 87_600 * HOUR_MS
+
+
+def test_range_limit_in_german_numbers() -> None:
+    with pytest.raises(BadParameter) as caught:
+        parse_range({"from": "2000-01-01", "to": "2015-01-01"}, "de", dt.UTC, NOW_MS)
+
+    assert "mehr als 87.600 Stunden" in caught.value.message
+
+
+def test_range_basic_date_not_epoch() -> None:
+    basic = parse_range({"from": "20150517", "to": "20150518"}, "en", dt.UTC, NOW_MS)
+
+    assert basic.start_ms == int(dt.datetime(2015, 5, 17, tzinfo=dt.UTC).timestamp() * 1000)
+    assert basic.end_ms - basic.start_ms == 24 * HOUR_MS
+
+
+def test_range_future_start_shows_now() -> None:
+    with pytest.raises(BadParameter) as caught:
+        parse_range({"from": "4102444800000"}, "en", dt.UTC, NOW_MS)
+
+    assert caught.value.name == "to"
+    assert "Invalid value 'now, 2015-05-17T22:00:00+00:00'" in caught.value.message
+    assert "''" not in caught.value.message
+
+
+def test_range_dst_gap_named() -> None:
+    with pytest.raises(BadParameter) as caught:
+        parse_range({"from": "2026-03-29T02:30"}, "en", BERLIN, NOW_MS)
+
+    assert caught.value.name == "from"
+    assert "does not exist in Europe/Berlin" in caught.value.message
+
+
+def test_formatter_extreme_times_never_raise() -> None:
+    east = Formatter("en", ZoneInfo("Pacific/Kiritimati"))
+    west = Formatter("de", dt.timezone(dt.timedelta(hours=-14)))
+    last_ms = 253_402_300_800_000  # 10000-01-01T00:00Z, the end bound of a range
+
+    assert east.moment(last_ms - 1000) == "9999-12-31 23:59 +00:00"
+    assert east.moment(last_ms) == "253402300800000 ms"
+    assert east.short_hour(last_ms // HOUR_MS - 1) == "12-31 23:00 +00:00"
+    assert east.input_value(last_ms - 1000) == ""
+    assert west.moment(-1000) == "31.12.1969 09:59"
+    assert west.moment(10**20) == f"{10**20} ms"
+
+
+def test_formatter_marks_repeated_hour() -> None:
+    berlin = Formatter("en", BERLIN)
+    first = int(dt.datetime(2026, 10, 25, 0, tzinfo=dt.UTC).timestamp()) // 3600
+
+    labels = [berlin.short_hour(hour) for hour in range(first - 1, first + 3)]
+
+    assert labels == ["10-25 01:00", "10-25 02:00 +02:00", "10-25 02:00 +01:00", "10-25 03:00"]
+    assert berlin.moment(first * HOUR_MS) == "2026-10-25 02:00 +02:00"
+    assert berlin.moment((first + 2) * HOUR_MS) == "2026-10-25 03:00"

@@ -55,6 +55,14 @@ CATALOG = {
         "en": "hours until a login expires (default: 12)",
         "de": "Stunden bis zum Ablauf einer Anmeldung (Standard: 12)",
     },
+    "help_trusted_proxy": {
+        "en": "address of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto headers "
+        "are trusted, e.g. 127.0.0.1; comma-separated for several (default: none, so the "
+        "client address is the TCP peer's)",
+        "de": "Adresse eines Reverse Proxys, dessen Kopfzeilen X-Forwarded-For und "
+        "X-Forwarded-Proto vertraut wird, z. B. 127.0.0.1; mehrere durch Kommas getrennt "
+        "(Standard: keine, die Client-Adresse ist die des TCP-Partners)",
+    },
     "help_passwd": {
         "en": "set or change a dashboard user's password (read from a prompt or stdin)",
         "de": "Passwort eines Dashboard-Benutzers setzen oder ändern (aus Eingabeaufforderung "
@@ -81,6 +89,10 @@ CATALOG = {
         "hauswacht dashboard passwd USER",
         "de": "in {path} gibt es keinen Dashboard-Benutzer; zuerst einen anlegen: "
         "hauswacht dashboard passwd BENUTZER",
+    },
+    "no_database_hint": {
+        "en": "; the database {database} does not exist either, so check --db",
+        "de": "; auch die Datenbank {database} existiert nicht, bitte --db prüfen",
     },
     "serving": {
         "en": "Dashboard for {database} on {url} (Ctrl-C stops it)",
@@ -137,6 +149,7 @@ def register(subparsers: argparse._SubParsersAction, lang: str) -> None:
     parser.add_argument(
         "--session-hours", default="12", metavar="H", help=tr("help_session_hours", lang)
     )
+    parser.add_argument("--trusted-proxy", metavar="ADDRESS", help=tr("help_trusted_proxy", lang))
     parser.set_defaults(handler=run_dashboard, lang=lang)
 
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -188,10 +201,20 @@ def run_dashboard(args: argparse.Namespace) -> int:
     # Imported here so that the other subcommands do not load Starlette and Jinja2.
     import uvicorn
 
-    from hauswacht.dashboard import DashboardConfigError, create_app
+    from hauswacht.dashboard import DashboardConfigError, auth, create_app
 
     database = resolve_database(args.db)
     users = users_path(database, args.users)
+    # Checked before create_app, which creates the session key file (and its folder).
+    try:
+        has_users = bool(auth.UserStore(users).users())
+    except auth.AuthFileError as exc:
+        return fail(str(exc))
+    if not has_users:
+        message = tr("no_users", lang, path=users)
+        if not database.exists():
+            message += tr("no_database_hint", lang, database=database)
+        return fail(message)
     try:
         app = create_app(
             database,
@@ -203,8 +226,6 @@ def run_dashboard(args: argparse.Namespace) -> int:
         )
     except DashboardConfigError as exc:
         return fail(str(exc))
-    if not app.state.dashboard.users.users():
-        return fail(tr("no_users", lang, path=users))
 
     if not database.exists():
         print(tr("db_missing_warning", lang, path=database), file=sys.stderr)
@@ -212,7 +233,17 @@ def run_dashboard(args: argparse.Namespace) -> int:
     print(tr("serving", lang, database=database, url=f"http://{host}:{port}/"), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, which would let any
+            # local client choose the address that the login throttle counts.
+            proxy_headers=args.trusted_proxy is not None,
+            forwarded_allow_ips=args.trusted_proxy,
+        )
     except OSError as exc:
         return fail(f"{args.host}:{port}: {exc.strerror or exc}")
     return 0

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -64,6 +65,10 @@ SESSION_COOKIE = "hauswacht_session"
 DEFAULT_SESSION_HOURS = 12.0
 REFRESH_SECONDS = 60
 MAX_FORM_BYTES = 8192
+FORM_TYPE = "application/x-www-form-urlencoded"
+# Password checks running at once; each scrypt check takes 32 MiB and a CPU core for a while.
+MAX_CONCURRENT_VERIFICATIONS = 2
+BUSY_RETRY_SECONDS = 1
 RANGE_KEYS = ("range", "from", "to")
 RAW_TABLES = frozenset({"requests", "errors", "metrics"})
 
@@ -184,6 +189,7 @@ class Dashboard:
         folder = self.database.parent
         self.users = auth.UserStore(users_file or folder / auth.USERS_FILE_NAME)
         self.secret_key_file = Path(secret_key_file or folder / auth.SECRET_FILE_NAME)
+        self.revoked = auth.RevokedSessions(self.users.path.parent / auth.REVOKED_FILE_NAME)
         try:
             self.zone = resolve_timezone(timezone)
         except ValueError as exc:
@@ -200,10 +206,12 @@ class Dashboard:
         try:
             secret = auth.load_or_create_secret(self.secret_key_file)
             self.users.users()  # fail now, not at the first login, on a bad users file
+            self.revoked.revoked()
         except auth.AuthFileError as exc:
             raise DashboardConfigError(str(exc)) from exc
         self.signer = auth.SessionSigner(secret, session_hours * 3600)
         self.throttle = auth.LoginThrottle()
+        self.verifications = 0  # password checks running now; changed only on the event loop
         self.on_connect = on_connect
         self.overview_cache = OverviewCache()  # per process; see cache.py for when it is valid
         self.templates = Environment(
@@ -213,6 +221,7 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.templates.filters["slash_breaks"] = slash_breaks
 
     # -- database ----------------------------------------------------------------------
 
@@ -284,7 +293,9 @@ class Dashboard:
 
     def _session_valid(self, session: auth.Session) -> bool:
         try:
-            return self.users.password_tag(session.user) == session.password_tag
+            if self.users.password_tag(session.user) != session.password_tag:
+                return False
+            return not self.revoked.is_revoked(session)
         except auth.AuthFileError as exc:
             logger.error("dashboard users file cannot be read: %s", exc)
             return False
@@ -337,6 +348,10 @@ class Dashboard:
             except CsrfFailed as exc:
                 logger.warning("dashboard POST %s rejected: %s", request.url.path, exc)
                 response = self.problem(ctx, 403, "forbidden_title", str(exc), api)
+            except UnsupportedFormType as exc:
+                logger.warning("dashboard POST %s rejected: content type %s", request.url.path, exc)
+                message = ctx.t("form_type", content_type=str(exc), expected=FORM_TYPE)
+                response = self.problem(ctx, 415, "bad_request_title", message, api)
 
             if ctx.lang_from_query is not None:
                 self._set_cookie(request, response, LANG_COOKIE, ctx.lang, 365 * 24 * 3600)
@@ -382,7 +397,14 @@ class Dashboard:
         return None if host and host == request.headers.get("host") else origin
 
     async def read_form(self, request: Request) -> dict[str, str]:
-        """Read an urlencoded form body of at most MAX_FORM_BYTES; extra bytes are an error."""
+        """Read an urlencoded form body of at most MAX_FORM_BYTES; extra bytes are an error.
+
+        Raises UnsupportedFormType for any other declared content type (multipart forms too),
+        before reading the body.
+        """
+        content_type = request.headers.get("content-type", FORM_TYPE)
+        if content_type.partition(";")[0].strip().lower() != FORM_TYPE:
+            raise UnsupportedFormType(content_type[:100])
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -437,20 +459,22 @@ class Dashboard:
         next_url = _safe_next(form.get("next"), ctx.root)
         client = request.client.host if request.client else "unknown"
 
-        wait = self.throttle.wait_seconds(user, client)
+        if self.verifications >= MAX_CONCURRENT_VERIFICATIONS:
+            logger.warning("dashboard login for %r from %s rejected: %d password checks running",
+                           user, client, self.verifications)  # fmt: skip
+            return self._throttled(ctx, next_url, user, BUSY_RETRY_SECONDS)
+        wait = self.throttle.reserve(user, client)
         if wait:
             logger.warning("dashboard login for %r from %s throttled (%d s)", user, client, wait)
-            response = self._login_form(
-                ctx, next_url, error=ctx.t("login_throttled", seconds=wait), user=user,
-                status_code=429,
-            )  # fmt: skip
-            response.headers["retry-after"] = str(wait)
-            return response
+            return self._throttled(ctx, next_url, user, wait)
 
-        verified = await run_in_threadpool(self.users.verify, user, password)
+        self.verifications += 1
+        try:
+            verified = await run_in_threadpool(self.users.verify, user, password)
+        finally:
+            self.verifications -= 1
         tag = self.users.password_tag(user) if verified else None
         if not verified or tag is None:
-            self.throttle.failed(user, client)
             logger.warning("dashboard login failed for %r from %s", user, client)
             return self._login_form(
                 ctx, next_url, error=ctx.t("login_failed"), user=user, status_code=401
@@ -465,8 +489,20 @@ class Dashboard:
         )
         return response
 
+    def _throttled(
+        self, ctx: RequestContext, next_url: str | None, user: str, wait: int
+    ) -> HTMLResponse:
+        response = self._login_form(
+            ctx, next_url, error=ctx.t("login_throttled", seconds=wait), user=user,
+            status_code=429,
+        )  # fmt: skip
+        response.headers["retry-after"] = str(wait)
+        return response
+
     async def logout(self, request: Request, ctx: RequestContext) -> Response:
         await self.check_post(request, ctx)
+        assert ctx.session is not None
+        await run_in_threadpool(self.revoked.revoke, ctx.session, _now_ms())
         response = RedirectResponse(ctx.url("/login", logged_out="1"), status_code=303)
         response.delete_cookie(
             SESSION_COOKIE,
@@ -492,6 +528,10 @@ class CsrfFailed(Exception):
     """A state-changing POST without a valid CSRF token or from another site."""
 
 
+class UnsupportedFormType(Exception):
+    """A POST body that is not application/x-www-form-urlencoded; the message is its type."""
+
+
 def _safe_next(value: str | None, root: str) -> str | None:
     """Return `value` when it is a path inside this dashboard, else None (no open redirect)."""
     if not value or len(value) > 2048:
@@ -505,6 +545,11 @@ def _safe_next(value: str | None, root: str) -> str | None:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def slash_breaks(text: str) -> Markup:
+    """Escape `text` and allow a line break after each `/` (for routes in narrow tables)."""
+    return Markup(str(escape(text)).replace("/", "/<wbr>"))
 
 
 def create_app(

@@ -14,13 +14,21 @@ them, as ssh does with private keys.
   user's stored hash. The signature is HMAC-SHA256 with a key derived from
   the 32-byte secret in the key file. Changing a password changes the
   tag, so it ends that user's other sessions. Deleting the key file ends all.
+- Logging out revokes the session. Its id and expiry go into the revoked
+  sessions file (`dashboard-revoked.json` beside the users file, mode 0600),
+  and a cookie with a revoked id is rejected until it expires, so a copied
+  cookie stops working too. Expired entries are dropped whenever the file
+  is written.
 - The CSRF token of a session is an HMAC of its session id, so it needs no
   server-side state.
-- Failed logins are counted per user name and per client address. From
-  FREE_FAILURES_PER_USER (or FREE_FAILURES_PER_CLIENT) failures on, the next
-  attempt must wait 2**(failures - free) seconds after the last failure, at
-  most MAX_WAIT_SECONDS, and is rejected unchecked before that. The counters
-  live in memory (per process) and reset on a successful login.
+- Login attempts are counted per user name and per client address before
+  the password is checked, so a burst of parallel requests is throttled like
+  a sequence. From FREE_FAILURES_PER_USER (or FREE_FAILURES_PER_CLIENT)
+  attempts on, the next attempt must wait 2**(attempts - free) seconds after
+  the last one, and is rejected unchecked before that. The wait is at most
+  MAX_USER_WAIT_SECONDS for a user name, so a stranger who knows the name can
+  only delay its owner, and at most MAX_WAIT_SECONDS for a client address.
+  The counters live in memory (per process) and reset on a successful login.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import orjson
 logger = logging.getLogger(__name__)
 
 USERS_FILE_NAME = "dashboard-users.json"
+REVOKED_FILE_NAME = "dashboard-revoked.json"
 SECRET_FILE_NAME = "dashboard-secret.key"
 SCRYPT_N = 2**15
 SCRYPT_R = 8
@@ -55,7 +64,8 @@ MAX_PASSWORD_LENGTH = 1024
 USER_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 FREE_FAILURES_PER_USER = 5
 FREE_FAILURES_PER_CLIENT = 20
-MAX_WAIT_SECONDS = 300
+MAX_WAIT_SECONDS = 300  # per client address
+MAX_USER_WAIT_SECONDS = 30  # per user name, which anybody who knows it can push up
 THROTTLE_ENTRIES = 10_000  # per kind; the least recently failed are forgotten first
 THROTTLE_FORGET_SECONDS = 3600  # a counter idle this long starts again from zero
 
@@ -65,7 +75,10 @@ class AuthFileError(Exception):
 
 
 def _check_private(path: Path) -> None:
-    mode = path.stat().st_mode
+    _check_mode(path, path.stat().st_mode)
+
+
+def _check_mode(path: Path, mode: int) -> None:
     if mode & 0o077:
         raise AuthFileError(
             f"{path}: permissions {stat.filemode(mode)} let other users read it; "
@@ -172,10 +185,10 @@ class UserStore:
             return {}
         except OSError as exc:
             raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+        _check_mode(self.path, info.st_mode)  # on every load: a chmod leaves mtime unchanged
         key = (info.st_mtime_ns, info.st_size, info.st_ino)
         if key == self._cache_key:
             return self._users
-        _check_private(self.path)
         try:
             data = orjson.loads(self.path.read_bytes())
             users = data["users"]
@@ -321,14 +334,68 @@ class SessionSigner:
         return _b64(hmac.new(self._session_key, payload.encode(), hashlib.sha256).digest())
 
 
+class RevokedSessions:
+    """The revoked sessions file: `{"revoked": {session_id: expires_ms}}`.
+
+    Reads are cached until the file's modification time, size or inode
+    changes, so every process serving the same files sees a logout.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._cache_key: tuple[int, int, int] | None = None
+        self._revoked: dict[str, int] = {}
+
+    def revoked(self) -> dict[str, int]:
+        """Return the revoked session ids with their expiry; an absent file means none.
+
+        Raises AuthFileError when the file is unreadable, malformed or readable by others.
+        """
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            self._cache_key = None
+            self._revoked = {}
+            return {}
+        except OSError as exc:
+            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+        _check_mode(self.path, info.st_mode)
+        key = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if key == self._cache_key:
+            return self._revoked
+        try:
+            data = orjson.loads(self.path.read_bytes())
+            revoked = {str(sid): int(expires) for sid, expires in data["revoked"].items()}
+        except OSError as exc:
+            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise AuthFileError(
+                f"{self.path}: not a revoked sessions file ({exc}); delete it, which makes "
+                "cookies of earlier logouts valid again until they expire"
+            ) from exc
+        self._revoked = revoked
+        self._cache_key = key
+        return revoked
+
+    def is_revoked(self, session: Session) -> bool:
+        return session.session_id in self.revoked()
+
+    def revoke(self, session: Session, now_ms: int) -> None:
+        """Add `session` to the file and drop the entries that have expired by `now_ms`."""
+        revoked = {sid: ms for sid, ms in self.revoked().items() if ms > now_ms}
+        revoked[session.session_id] = session.expires_ms
+        _write_private(self.path, orjson.dumps({"revoked": revoked}))
+        logger.info("dashboard session of %s revoked in %s", session.user, self.path)
+
+
 # --- failed logins -------------------------------------------------------------------
 
 
 class LoginThrottle:
-    """Counts failed logins per user name and per client and says how long to wait."""
+    """Counts login attempts per user name and per client and says how long to wait."""
 
     def __init__(self) -> None:
-        # key -> (failures, time of the last failure in monotonic seconds)
+        # key -> (attempts, time of the last attempt in monotonic seconds)
         self._users: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._clients: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
@@ -336,10 +403,24 @@ class LoginThrottle:
         """Return how many seconds must pass before the next attempt (0: try now)."""
         now = time.monotonic() if now is None else now
         waits = (
-            self._wait(self._users, user.lower(), FREE_FAILURES_PER_USER, now),
-            self._wait(self._clients, client, FREE_FAILURES_PER_CLIENT, now),
-        )
+            self._wait(self._users, user.lower(), FREE_FAILURES_PER_USER, MAX_USER_WAIT_SECONDS,
+                       now),
+            self._wait(self._clients, client, FREE_FAILURES_PER_CLIENT, MAX_WAIT_SECONDS, now),
+        )  # fmt: skip
         return max(waits)
+
+    def reserve(self, user: str, client: str, now: float | None = None) -> int:
+        """Count an attempt before its password is checked; return the wait instead when one is due.
+
+        A return of 0 means the attempt was counted and may go ahead; a later
+        `succeeded` clears the count. Counting first means parallel attempts
+        cannot all pass the check before any of them has failed.
+        """
+        now = time.monotonic() if now is None else now
+        wait = self.wait_seconds(user, client, now)
+        if wait == 0:
+            self.failed(user, client, now)
+        return wait
 
     def failed(self, user: str, client: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -351,11 +432,13 @@ class LoginThrottle:
         self._clients.pop(client, None)
 
     @staticmethod
-    def _wait(table: OrderedDict[str, tuple[int, float]], key: str, free: int, now: float) -> int:
+    def _wait(
+        table: OrderedDict[str, tuple[int, float]], key: str, free: int, cap: int, now: float
+    ) -> int:
         failures, last = table.get(key, (0, 0.0))
         if failures < free or now - last > THROTTLE_FORGET_SECONDS:
             return 0
-        delay = min(2 ** (failures - free), MAX_WAIT_SECONDS)
+        delay = min(2 ** min(failures - free, 30), cap)
         left = last + delay - now
         return max(0, int(left + 0.999))
 

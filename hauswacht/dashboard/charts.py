@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 
 WIDTH = 800
 HEIGHT = 200
-LEFT = 64  # room for the y labels
+LEFT = 80  # room for the y labels, also at the larger font size of narrow screens
 RIGHT = 8
 TOP = 10
 BOTTOM = 24  # room for the x labels
@@ -87,15 +87,17 @@ def _frame(
         ticks = sorted({round(k * (count - 1) / (X_TICKS - 1)) for k in range(X_TICKS)})
         if count == 1:
             ticks = [0]
-        for index in ticks:
+        for position, index in enumerate(ticks):
             x = _x_center(index, count)
+            # Every other label is hidden on narrow screens, where the text is drawn larger.
+            css_class = "axis x-minor" if position % 2 else "axis"
             anchor = "middle"
             if index == 0:
                 anchor = "start"
             elif index == count - 1:
                 anchor = "end"
             parts.append(
-                f'<text class="axis" x="{_number(x)}" y="{HEIGHT - 6}" '
+                f'<text class="{css_class}" x="{_number(x)}" y="{HEIGHT - 6}" '
                 f'text-anchor="{anchor}">{escape(labels[index])}</text>'
             )
     return parts

@@ -217,6 +217,12 @@ CATALOG = {
         "en": "The request came from another site (Origin {origin}).",
         "de": "Die Anfrage kam von einer anderen Website (Origin {origin}).",
     },
+    "form_type": {
+        "en": "Unsupported form encoding {content_type!r}: send the form as {expected}, "
+        "as the dashboard's own pages do.",
+        "de": "Nicht unterstützte Formularkodierung {content_type!r}: das Formular als "
+        "{expected} senden, wie es die Seiten des Dashboards tun.",
+    },
     "not_logged_in": {"en": "Log in first.", "de": "Bitte zuerst anmelden."},
     "back": {"en": "Back to the overview", "de": "Zurück zur Übersicht"},
     # parameter errors
@@ -232,10 +238,34 @@ CATALOG = {
     },
     "bad_time": {
         "en": "Invalid value {value!r} for parameter '{name}': expected an ISO 8601 date "
-        "or time, e.g. 2015-05-17T10:00 (without offset in {zone}).",
+        "or time, e.g. 2015-05-17, 20150517 or 2015-05-17T10:00 (without offset in {zone}), "
+        "or epoch milliseconds with 12 or 13 digits, e.g. 1431856800000.",
         "de": "Ungültiger Wert {value!r} für Parameter '{name}': erwartet ein Datum oder "
-        "eine Zeit nach ISO 8601, z. B. 2015-05-17T10:00 (ohne Offset in {zone}).",
+        "eine Zeit nach ISO 8601, z. B. 2015-05-17, 20150517 oder 2015-05-17T10:00 "
+        "(ohne Offset in {zone}), oder Epoch-Millisekunden mit 12 oder 13 Ziffern, "
+        "z. B. 1431856800000.",
     },
+    "time_gap": {
+        "en": "Invalid value {value!r} for parameter '{name}': this local time does not "
+        "exist in {zone} because the clocks skip it when daylight saving time starts. "
+        "Choose another time or give an offset, e.g. +01:00.",
+        "de": "Ungültiger Wert {value!r} für Parameter '{name}': diese Ortszeit gibt es in "
+        "{zone} nicht, weil die Uhr sie beim Beginn der Sommerzeit überspringt. Bitte eine "
+        "andere Zeit oder einen Offset angeben, z. B. +01:00.",
+    },
+    "time_bounds": {
+        "en": "Invalid value {value!r} for parameter '{name}': the time must lie in the "
+        "years 1970 to 9999 (UTC).",
+        "de": "Ungültiger Wert {value!r} für Parameter '{name}': die Zeit muss in den "
+        "Jahren 1970 bis 9999 (UTC) liegen.",
+    },
+    "range_too_long": {
+        "en": "Invalid range from 'from' to 'to': it spans more than {max_hours} hours, "
+        "the maximum. Choose a later 'from' or an earlier 'to'.",
+        "de": "Ungültiger Zeitraum von 'from' bis 'to': er umfasst mehr als {max_hours} "
+        "Stunden, das Maximum. Bitte ein späteres 'from' oder ein früheres 'to' wählen.",
+    },
+    "now_at": {"en": "now, {time}", "de": "jetzt, {time}"},
     "missing": {
         "en": "Missing parameter '{name}': {reason}",
         "de": "Parameter '{name}' fehlt: {reason}",
@@ -377,29 +407,68 @@ class Formatter:
             return "–"
         return f"{self.number(share * 100, decimals)} %"
 
+    def _local(self, epoch_ms: int) -> dt.datetime | None:
+        """Return `epoch_ms` in the app's zone, in UTC when the zone's date overflows, or None."""
+        for zone in (self.zone, dt.UTC):
+            try:
+                return dt.datetime.fromtimestamp(epoch_ms / 1000, tz=zone)
+            except (ValueError, OverflowError, OSError):
+                continue
+        return None
+
+    def _ambiguous(self, local: dt.datetime) -> bool:
+        """Tell whether `local`'s wall time occurs twice, as when the clocks go back."""
+        try:
+            return local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
+        except (ValueError, OverflowError):
+            return False
+
     def moment(self, epoch_ms: int | None, with_seconds: bool = False) -> str:
-        """Format an epoch-ms time in the app's zone: 2015-05-17 10:00 or 17.05.2015 10:00."""
+        """Format an epoch-ms time in the app's zone: 2015-05-17 10:00 or 17.05.2015 10:00.
+
+        Never raises: a time whose local date is out of range is shown in UTC, and one out
+        of every range as its epoch ms. A wall time that occurs twice gets its UTC offset.
+        """
         if epoch_ms is None:
             return "–"
-        local = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=self.zone)
+        local = self._local(epoch_ms)
+        if local is None:
+            return f"{epoch_ms} ms"
         clock = "%H:%M:%S" if with_seconds else "%H:%M"
+        if self._ambiguous(local) or local.tzinfo is not self.zone:
+            clock += " %z"
         if self.lang == "de":
-            return local.strftime(f"%d.%m.%Y {clock}")
-        return local.strftime(f"%Y-%m-%d {clock}")
+            return _strftime(local, f"%d.%m.%Y {clock}")
+        return _strftime(local, f"%Y-%m-%d {clock}")
 
     def hour(self, hour: int) -> str:
         return self.moment(hour * 3_600_000)
 
     def short_hour(self, hour: int) -> str:
-        """Format an hour for a chart axis: 17.05. 10:00 or 05-17 10:00."""
-        local = dt.datetime.fromtimestamp(hour * 3600, tz=self.zone)
+        """Format an hour for a chart axis: 17.05. 10:00 or 05-17 10:00; never raises."""
+        local = self._local(hour * 3_600_000)
+        if local is None:
+            return str(hour)
+        clock = "%H:%M"
+        if self._ambiguous(local) or local.tzinfo is not self.zone:
+            clock += " %z"
         if self.lang == "de":
-            return local.strftime("%d.%m. %H:%M")
-        return local.strftime("%m-%d %H:%M")
+            return _strftime(local, f"%d.%m. {clock}")
+        return _strftime(local, f"%m-%d {clock}")
 
     def input_value(self, epoch_ms: int | None) -> str:
-        """Format a time for a datetime-local form field, in the app's zone."""
+        """Format a time for a datetime-local form field, in the app's zone; never raises."""
         if epoch_ms is None:
             return ""
-        local = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=self.zone)
-        return local.strftime("%Y-%m-%dT%H:%M")
+        local = self._local(epoch_ms)
+        if local is None or local.tzinfo is not self.zone:
+            return ""
+        return _strftime(local, "%Y-%m-%dT%H:%M")
+
+
+def _strftime(moment: dt.datetime, pattern: str) -> str:
+    """Format `moment` with `pattern`, writing the UTC offset as +01:00 for `%z`."""
+    offset = moment.strftime("%z")
+    if offset:
+        offset = f"{offset[:3]}:{offset[3:5]}"
+    return moment.strftime(pattern.replace("%z", offset))

@@ -6,12 +6,17 @@ never a 500.
 
 A time range comes from one of:
 - `range=1h|24h|7d|30d`: the last 1, 24, 168 or 720 hours up to now;
-- `from=` and optionally `to=` (default now), also spelled `range=custom`:
-  ISO 8601 dates or times (`2015-05-17`, `2015-05-17T10:00`,
-  `2015-05-17T10:00:00+02:00`), read in the dashboard's time zone when they
-  have no offset, or integer epoch milliseconds;
+- `from=` and optionally `to=` (default now), also spelled `range=custom`.
+  Each is an ISO 8601 date or time (`2015-05-17`, `20150517`,
+  `2015-05-17T10:00`, `2015-05-17T10:00:00+02:00`), read in the dashboard's
+  time zone when it has no offset. Or it is integer epoch milliseconds of 12
+  or 13 digits, at least 100000000000 (1973-03-03), so that an 8-digit
+  basic date is never read as milliseconds;
 - `hours=N` (1 to 87,600), the form of `/api/stats?hours=24`.
 The window is [start, end) in epoch ms; the rollups widen it to whole hours.
+Every range spans at most MAX_HOURS hours and lies within the years 1970 to
+9999, so pages that build one entry per hour stay bounded and every time in
+the window can be formatted.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hauswacht.dashboard.i18n import timezone_name, tr
+from hauswacht.i18n import format_number
 from hauswacht.writer.queries import HOUR_MS, Window
 
 PRESET_HOURS = {"1h": 1, "24h": 24, "7d": 168, "30d": 720}
@@ -29,6 +35,10 @@ CUSTOM_RANGE = "custom"
 MAX_HOURS = 87_600  # ten years
 MAX_TEXT = 1024  # characters of a route or other free-text parameter
 MAX_TIME_TEXT = 64
+MIN_EPOCH_MS = 0  # 1970-01-01T00:00:00Z
+MAX_EPOCH_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z, the end of year 9999
+MIN_EPOCH_DIGITS_MS = 100_000_000_000  # shorter digit strings are not read as epoch ms
+BASIC_DATE_DIGITS = 8  # 20150517 is an ISO 8601 basic date, not epoch ms
 ERROR_STATUS_FILTERS = ("unresolved", "resolved", "ignored", "all")
 ENDPOINT_SORTS = ("requests", "p95", "avg", "errors")
 
@@ -74,7 +84,17 @@ def parse_int(
         value = None
     if value is None or not low <= value <= high:
         shown = text if len(text) <= MAX_TIME_TEXT else text[:MAX_TIME_TEXT] + "…"
-        raise BadParameter(name, tr("bad_int", lang, value=shown, name=name, low=low, high=high))
+        raise BadParameter(
+            name,
+            tr(
+                "bad_int",
+                lang,
+                value=shown,
+                name=name,
+                low=format_number(low, lang),
+                high=format_number(high, lang),
+            ),
+        )
     return value
 
 
@@ -103,23 +123,53 @@ def parse_text(params: Mapping[str, str], name: str, lang: str) -> str | None:
     return value
 
 
-def parse_moment(text: str, name: str, zone: dt.tzinfo, lang: str) -> int:
-    """Parse an ISO 8601 date or time, or epoch ms, into epoch ms; no offset means `zone`."""
-    stripped = text.strip()
-    if stripped.isdigit() and len(stripped) <= 15:
-        return int(stripped)
+def _shown(text: str) -> str:
+    return text if len(text) <= MAX_TIME_TEXT else text[:MAX_TIME_TEXT] + "…"
+
+
+def _local_time_exists(moment: dt.datetime) -> bool:
+    """Tell whether naive-turned-aware `moment` is a real wall time (not in a DST gap)."""
     try:
+        round_trip = moment.astimezone(dt.UTC).astimezone(moment.tzinfo)
+    except (ValueError, OverflowError):
+        return True  # at the ends of the datetime range; the bounds check rejects it
+    return round_trip.replace(tzinfo=None) == moment.replace(tzinfo=None)
+
+
+def parse_moment(text: str, name: str, zone: dt.tzinfo, lang: str) -> int:
+    """Parse an ISO 8601 date or time, or epoch ms, into epoch ms; no offset means `zone`.
+
+    The result lies in [MIN_EPOCH_MS, MAX_EPOCH_MS]; anything else raises BadParameter.
+    """
+    stripped = text.strip()
+    bad_time = BadParameter(
+        name, tr("bad_time", lang, value=_shown(text), name=name, zone=timezone_name(zone))
+    )
+    if stripped.isdigit() and len(stripped) != BASIC_DATE_DIGITS:
+        if len(stripped) > 13 or int(stripped) < MIN_EPOCH_DIGITS_MS:
+            raise bad_time
+        value = int(stripped)
+    else:
         if len(stripped) > MAX_TIME_TEXT:
-            raise ValueError("too long")
-        moment = dt.datetime.fromisoformat(stripped)
+            raise bad_time
+        try:
+            moment = dt.datetime.fromisoformat(stripped)
+        except ValueError:
+            raise bad_time from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
-        return int(moment.timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):
-        shown = text if len(text) <= MAX_TIME_TEXT else text[:MAX_TIME_TEXT] + "…"
-        raise BadParameter(
-            name, tr("bad_time", lang, value=shown, name=name, zone=timezone_name(zone))
-        ) from None
+            if not _local_time_exists(moment):
+                raise BadParameter(
+                    name,
+                    tr("time_gap", lang, value=_shown(text), name=name, zone=timezone_name(zone)),
+                )
+        try:
+            value = int(moment.timestamp() * 1000)
+        except (ValueError, OverflowError, OSError):
+            value = MAX_EPOCH_MS + 1 if moment.year > 1970 else MIN_EPOCH_MS - 1
+    if not MIN_EPOCH_MS <= value <= MAX_EPOCH_MS:
+        raise BadParameter(name, tr("time_bounds", lang, value=_shown(text), name=name))
+    return value
 
 
 def parse_range(
@@ -150,5 +200,15 @@ def parse_range(
     start_ms = parse_moment(start_text, "from", zone, lang)
     end_ms = parse_moment(end_text, "to", zone, lang) if end_text else now_ms + 1
     if end_ms <= start_ms:
-        raise BadParameter("to", tr("bad_order", lang, value=end_text or "", start=start_text))
+        shown_end = end_text or tr("now_at", lang, time=_iso_in_zone(now_ms, zone))
+        raise BadParameter("to", tr("bad_order", lang, value=shown_end, start=start_text))
+    if end_ms - start_ms > MAX_HOURS * HOUR_MS:
+        raise BadParameter(
+            "to", tr("range_too_long", lang, max_hours=format_number(MAX_HOURS, lang))
+        )
     return TimeRange(CUSTOM_RANGE, start_ms, end_ms)
+
+
+def _iso_in_zone(epoch_ms: int, zone: dt.tzinfo) -> str:
+    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=zone)
+    return moment.isoformat(timespec="seconds")

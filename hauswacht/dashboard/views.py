@@ -520,7 +520,9 @@ async def error_page(dashboard: Dashboard, request: Request, ctx: RequestContext
     ]  # fmt: skip
     changed = request.query_params.get("changed")
     notice = None
-    if changed in ERROR_GROUP_STATUSES:
+    if changed in ERROR_GROUP_STATUSES and changed == group.status:
+        # Shown only while it is true, so an old link or a reload after a later change
+        # does not announce a status the group no longer has.
         notice = ctx.t("status_changed", status=ctx.t(f"error_status_{changed}"))
     return dashboard.render(
         ctx,

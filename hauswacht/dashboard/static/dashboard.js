@@ -1,5 +1,6 @@
 // Hauswacht dashboard: reload the page every data-refresh seconds unless paused.
-// The page URL carries the range and filters, so a reload keeps them.
+// The page URL carries the range and filters, so a reload keeps them. A one-time
+// notice parameter ("changed", set after a status change) is dropped on reload.
 // The pause switch is remembered in localStorage for all dashboard pages.
 (function () {
   "use strict";
@@ -15,6 +16,12 @@
     active = true; // storage blocked: refresh, and the switch works for this page only
   }
 
+  function refreshUrl() {
+    var url = new URL(window.location.href);
+    url.searchParams.delete("changed");
+    return url.toString();
+  }
+
   function schedule() {
     if (timer !== null) {
       window.clearTimeout(timer);
@@ -22,7 +29,7 @@
     }
     if (seconds > 0 && active) {
       timer = window.setTimeout(function () {
-        window.location.reload();
+        window.location.replace(refreshUrl());
       }, seconds * 1000);
     }
   }
