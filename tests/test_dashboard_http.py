@@ -817,3 +817,29 @@ def test_last_hour_of_year_9999_renders(client: httpx.Client) -> None:
     assert page.status_code == 200
     assert series.status_code == 200
     assert len(series.json()["hours"]) == 1
+
+
+def test_group_page_lists_stored_samples(tmp_path: Path) -> None:
+    database = tmp_path / "events.db"
+    schema.prepare_database(database)
+    # Two writes of one group: the first event is kept as 'first', the later
+    # one as a recent 'sample'.
+    write_events(database, [error(at(H0, 10), "builtins.ValueError", "bad 1", "fp-s", "trace-1")])
+    write_events(database, [error(at(H1, 10), "builtins.ValueError", "bad 2", "fp-s", "trace-2")])
+    UserStore(tmp_path / "dashboard-users.json").set_password(USER, PASSWORD)
+
+    app = create_app(database, timezone="UTC")
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        login(http)
+        group_id = http.get("/api/errors", params={**WINDOW, "status": "all"}).json()["groups"][0]
+        api = http.get(f"/api/errors/{group_id['id']}").json()
+        html = http.get(f"/errors/{group_id['id']}", params=WINDOW).text
+
+    assert [(sample["reason"], sample["trace_id"]) for sample in api["samples"]] == [
+        ("sample", "trace-2"),
+        ("first", "trace-1"),
+    ]
+    assert api["samples"][1]["message"] == "bad 1"
+    assert html.count("<code>trace-2</code>") == 1
+    assert "first event" in html
+    assert "recent" in html

@@ -183,10 +183,16 @@ CATALOG = {
     "client": {"en": "Client", "de": "Client"},
     "path": {"en": "Path", "de": "Pfad"},
     "sample_events": {"en": "Sample events", "de": "Beispielereignisse"},
+    "seen": {"en": "Seen", "de": "Gesehen"},
+    "sample_kind": {"en": "Kept as", "de": "Aufbewahrt als"},
+    "sample_first": {"en": "first event", "de": "erstes Ereignis"},
+    "sample_regression": {"en": "regression", "de": "Regression"},
+    "sample_sample": {"en": "recent", "de": "neueres"},
     "samples_note": {
-        "en": "Only the latest event of a group is kept with it; earlier samples are not stored.",
-        "de": "Zu einer Gruppe wird nur das neueste Ereignis aufbewahrt; frühere Beispiele "
-        "werden nicht gespeichert.",
+        "en": "A group keeps its first event, every regression and its 10 most recent other "
+        "events; the newest 50 are listed.",
+        "de": "Eine Gruppe behält ihr erstes Ereignis, jede Regression und ihre 10 neuesten "
+        "anderen Ereignisse; die neuesten 50 sind aufgeführt.",
     },
     "latest_event": {"en": "Latest event", "de": "Neuestes Ereignis"},
     "level": {"en": "Level", "de": "Stufe"},

@@ -499,6 +499,7 @@ async def error_page(dashboard: Dashboard, request: Request, ctx: RequestContext
         group = queries.read_error_group(conn, group_id)
         if group is None:
             return None, {}
+        group.samples = queries.read_error_samples(conn, group.fingerprint)
         return group, queries.read_error_group_hours(conn, group.fingerprint, selected.window)
 
     group, hours = await dashboard.read(read)
@@ -644,7 +645,14 @@ async def api_errors(dashboard: Dashboard, request: Request, ctx: RequestContext
 
 async def api_error(dashboard: Dashboard, request: Request, ctx: RequestContext) -> Response:
     group_id = _group_id(request, ctx)
-    group = await dashboard.read(queries.read_error_group, group_id)
+
+    def read(conn: Any) -> queries.ErrorGroup | None:
+        group = queries.read_error_group(conn, group_id)
+        if group is not None:
+            group.samples = queries.read_error_samples(conn, group.fingerprint)
+        return group
+
+    group = await dashboard.read(read)
     if group is None:
         return JSONResponse({"error": ctx.t("group_not_found", id=group_id)}, status_code=404)
     return _json(group.to_json())

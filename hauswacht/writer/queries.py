@@ -480,6 +480,17 @@ ERROR_GROUP_HOURS_SQL = """
     ORDER BY hour
 """
 
+# Stored samples of a group, newest first: only the fields a list shows are
+# extracted, so no full event is decoded in Python.
+ERROR_GROUP_SAMPLES_SQL = """
+    SELECT ts, reason, json_extract(data, '$.level'), json_extract(data, '$.message'),
+           json_extract(data, '$.trace_id')
+    FROM error_samples
+    WHERE fingerprint = :fingerprint
+    ORDER BY ts DESC, id DESC
+    LIMIT :limit
+"""
+
 # The one write of the dashboard. Resolving stores the time, so the writer can
 # tell a later event (a regression, which reopens the group) from an earlier one.
 SET_ERROR_GROUP_STATUS_SQL = """
@@ -954,14 +965,36 @@ class ErrorGroup:
     regressions: int
     events_in_window: int | None = None
     latest_event: dict[str, Any] | None = None
+    samples: list[ErrorSample] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.events_in_window is None:
-            del data["events_in_window"]
-        if self.latest_event is None:
-            del data["latest_event"]
+        for optional in ("events_in_window", "latest_event", "samples"):
+            if data[optional] is None:
+                del data[optional]
         return data
+
+
+@dataclass
+class ErrorSample:
+    """A stored event of a group: `reason` is 'first', 'regression' or 'sample'."""
+
+    ts: int
+    reason: str
+    level: str | None
+    message: str | None
+    trace_id: str | None
+
+
+MAX_SAMPLES_SHOWN = 50
+
+
+def read_error_samples(
+    conn: sqlite3.Connection, fingerprint: str, limit: int = MAX_SAMPLES_SHOWN
+) -> list[ErrorSample]:
+    """Read the stored samples of the group with `fingerprint`, newest first."""
+    params = {"fingerprint": fingerprint, "limit": limit}
+    return [ErrorSample(*row) for row in conn.execute(ERROR_GROUP_SAMPLES_SQL, params)]
 
 
 def read_error_groups(
