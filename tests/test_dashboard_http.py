@@ -843,3 +843,30 @@ def test_group_page_lists_stored_samples(tmp_path: Path) -> None:
     assert html.count("<code>trace-2</code>") == 1
     assert "first event" in html
     assert "recent" in html
+
+
+def test_group_page_shows_contexts_and_breadcrumbs(tmp_path: Path) -> None:
+    database = tmp_path / "events.db"
+    schema.prepare_database(database)
+    event = error(at(H0, 10), "builtins.ValueError", "bad 1", "fp-c", "trace-1")
+    event.data["contexts"] = {"runtime": {"name": "CPython", "version": "3.11.7"}}
+    event.data["breadcrumbs"] = [
+        {"timestamp": 1440000000.5, "category": "http", "level": "info", "message": "GET /a"},
+        {"timestamp": "2015-08-19T16:05:00Z", "category": "ui.click", "message": "<b>x</b>"},
+        {"timestamp": "not a time", "type": "query"},
+    ]
+    write_events(database, [event])
+    UserStore(tmp_path / "dashboard-users.json").set_password(USER, PASSWORD)
+
+    app = create_app(database, timezone="UTC")
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        login(http)
+        group = http.get("/api/errors", params={**WINDOW, "status": "all"}).json()["groups"][0]
+        html = http.get(f"/errors/{group['id']}", params=WINDOW).text
+
+    assert "<th>runtime</th><td><code>{&#34;name&#34;:&#34;CPython&#34;" in html
+    assert "<td>2015-08-19 16:00:00</td><td>http</td><td>info</td><td>GET /a</td>" in html
+    assert "<td>ui.click</td>" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "<b>x</b>" not in html
+    assert "<td>–</td><td>query</td>" in html

@@ -9,9 +9,11 @@ range and filters in their links, so the auto-refresh reload keeps them too.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -395,6 +397,19 @@ class EventView:
     headers: list[tuple[str, str]] = field(default_factory=list)
     tags: list[tuple[str, str]] = field(default_factory=list)
     trace_id: str | None = None
+    # Sentry SDK events: contexts by name (os, runtime, custom) and the last breadcrumbs.
+    contexts: list[tuple[str, str]] = field(default_factory=list)
+    breadcrumbs: list[BreadcrumbView] = field(default_factory=list)
+
+
+@dataclass
+class BreadcrumbView:
+    """One breadcrumb of an SDK event; `ts` is epoch ms or None when missing or unreadable."""
+
+    ts: int | None
+    category: str
+    level: str
+    message: str
 
 
 def _text(value: Any, limit: int = 4096) -> str:
@@ -471,7 +486,42 @@ def describe_event(ctx: RequestContext, event: dict[str, Any]) -> EventView:
     view.tags = _pairs(event.get("tags"))
     trace_id = event.get("trace_id")
     view.trace_id = _text(trace_id, 256) if trace_id else None
+
+    contexts = event.get("contexts")
+    if isinstance(contexts, dict):
+        view.contexts = [(_text(name, 256), _text(value, 2048)) for name, value in contexts.items()]
+    breadcrumbs = event.get("breadcrumbs")
+    for crumb in breadcrumbs[-MAX_BREADCRUMBS_SHOWN:] if isinstance(breadcrumbs, list) else []:
+        if isinstance(crumb, dict):
+            view.breadcrumbs.append(
+                BreadcrumbView(
+                    ts=_epoch_ms(crumb.get("timestamp")),
+                    category=_text(crumb.get("category") or crumb.get("type"), 256),
+                    level=_text(crumb.get("level"), 32),
+                    message=_text(crumb.get("message"), 1024),
+                )
+            )
     return view
+
+
+MAX_BREADCRUMBS_SHOWN = 30
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """Read an SDK timestamp: epoch seconds as a number, or ISO 8601 text."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return int(value * 1000)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    return None
 
 
 def _group_id(request: Request, ctx: RequestContext) -> int:
