@@ -49,8 +49,6 @@ import orjson
 from hauswacht.writer import histogram
 from hauswacht.writer.queries import (
     HOUR_MS,
-    HOURLY_DROPPED_SQL,
-    HOURLY_ERRORS_SQL,
     HOURS_ENDPOINT_BUCKETS_SQL,
     HOURS_ENDPOINT_TOTALS_SQL,
     HOURS_STATUS_TOTALS_SQL,
@@ -61,9 +59,8 @@ from hauswacht.writer.queries import (
     Latency,
     Overview,
     RollupTotals,
-    TimePoint,
     Window,
-    hour_range,
+    finish_overview,
     hourly_row_totals,
     pick_slowest,
 )
@@ -186,19 +183,16 @@ class OverviewCache:
                 (endpoint.route, endpoint.method)
             ]
 
-        errors = {hour: int(count) for hour, count in conn.execute(HOURLY_ERRORS_SQL, params)}
-        dropped = {hour: int(count) for hour, count in conn.execute(HOURLY_DROPPED_SQL, params)}
-        return Overview(
-            requests=total.count,
-            client_errors=total.client_errors,
-            server_errors=total.server_errors,
-            errors=sum(errors.values()),
-            dropped=sum(dropped.values()),
-            latency_ms=latency,
-            status_codes=dict(sorted(status_codes.items())),
-            timeseries=_timeseries(window, per_hour, errors, dropped),
-            endpoints=endpoints,
-            slowest=slowest_endpoints,
+        return finish_overview(
+            conn,
+            window,
+            {hour: entry.totals for hour, entry in per_hour.items()},
+            total,
+            latency,
+            dict(sorted(status_codes.items())),
+            endpoints,
+            slowest_endpoints,
+            latencies={hour: entry.latency for hour, entry in per_hour.items()},
         )
 
     def _lookup(self, rows: dict[int, tuple[Any, ...]]) -> tuple[dict[int, _Hour], list[int]]:
@@ -402,22 +396,3 @@ def _combine(
         for code, count in entry.status_codes.items():
             status_codes[code] = status_codes.get(code, 0) + count
     return totals, totals.latency(), endpoints, status_codes
-
-
-def _timeseries(
-    window: Window, per_hour: dict[int, _Hour], errors: dict[int, int], dropped: dict[int, int]
-) -> list[TimePoint]:
-    known = {**dict.fromkeys(errors), **dict.fromkeys(dropped), **dict.fromkeys(per_hour)}
-    points = []
-    for hour in hour_range(window, known):
-        point = TimePoint(hour, errors=errors.get(hour, 0), dropped=dropped.get(hour, 0))
-        entry = per_hour.get(hour)
-        if entry is not None:
-            point.requests = entry.totals.count
-            point.client_errors = entry.totals.client_errors
-            point.server_errors = entry.totals.server_errors
-            point.avg_ms, point.p50_ms, point.p95_ms = (
-                entry.latency.avg, entry.latency.p50, entry.latency.p95
-            )  # fmt: skip
-        points.append(point)
-    return points

@@ -655,10 +655,12 @@ def hour_range(window: Window, per_hour: Mapping[int, Any]) -> range:
 
 def _timeseries(
     window: Window,
-    per_hour: dict[int, RollupTotals],
+    per_hour: Mapping[int, RollupTotals],
     errors: dict[int, int],
     dropped: dict[int, int],
+    latencies: Mapping[int, Latency] | None = None,
 ) -> list[TimePoint]:
+    """Build one point per hour, taking each hour's latency from `latencies` when given."""
     known = {**dict.fromkeys(errors), **dict.fromkeys(dropped), **dict.fromkeys(per_hour)}
     points = []
     for hour in hour_range(window, known):
@@ -668,10 +670,40 @@ def _timeseries(
             point.requests = totals.count
             point.client_errors = totals.client_errors
             point.server_errors = totals.server_errors
-            latency = totals.latency()
+            latency = latencies[hour] if latencies is not None else totals.latency()
             point.avg_ms, point.p50_ms, point.p95_ms = latency.avg, latency.p50, latency.p95
         points.append(point)
     return points
+
+
+def finish_overview(
+    conn: sqlite3.Connection,
+    window: Window,
+    per_hour: Mapping[int, RollupTotals],
+    total: RollupTotals,
+    latency: Latency,
+    status_codes: dict[int, int],
+    endpoints: list[EndpointStats],
+    slowest: list[EndpointStats],
+    latencies: Mapping[int, Latency] | None = None,
+) -> Overview:
+    """Read the error and drop counts of `window` and build the Overview from request figures."""
+    params = window.hour_params()
+    errors = {hour: int(count) for hour, count in conn.execute(HOURLY_ERRORS_SQL, params)}
+    dropped = {hour: int(count) for hour, count in conn.execute(HOURLY_DROPPED_SQL, params)}
+
+    return Overview(
+        requests=total.count,
+        client_errors=total.client_errors,
+        server_errors=total.server_errors,
+        errors=sum(errors.values()),
+        dropped=sum(dropped.values()),
+        latency_ms=latency,
+        status_codes=status_codes,
+        timeseries=_timeseries(window, per_hour, errors, dropped, latencies),
+        endpoints=endpoints,
+        slowest=slowest,
+    )
 
 
 def hourly_row_totals(row: tuple[Any, ...]) -> RollupTotals:
@@ -792,20 +824,15 @@ def read_overview(
     slowest_endpoints = pick_slowest(endpoints, slowest)
     fill_percentiles(conn, window, slowest_endpoints)
 
-    errors = {hour: int(count) for hour, count in conn.execute(HOURLY_ERRORS_SQL, params)}
-    dropped = {hour: int(count) for hour, count in conn.execute(HOURLY_DROPPED_SQL, params)}
-
-    return Overview(
-        requests=total.count,
-        client_errors=total.client_errors,
-        server_errors=total.server_errors,
-        errors=sum(errors.values()),
-        dropped=sum(dropped.values()),
-        latency_ms=total.latency(),
-        status_codes=status_codes,
-        timeseries=_timeseries(window, per_hour, errors, dropped),
-        endpoints=endpoints,
-        slowest=slowest_endpoints,
+    return finish_overview(
+        conn,
+        window,
+        per_hour,
+        total,
+        total.latency(),
+        status_codes,
+        endpoints,
+        slowest_endpoints,
     )
 
 
