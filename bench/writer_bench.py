@@ -27,7 +27,7 @@ from hauswacht.writer.writer import Writer
 
 ROUTES = [f"/api/tours/{{tour_id}}/stop{n}" for n in range(20)]
 # Traffic is skewed, as in a real app: route popularity follows Zipf's law
-# (weight 1/rank), most requests are GETs and most answers are 200.
+# (weight 1/rank), most requests are GETs and most responses are 200.
 ROUTE_WEIGHTS = [1 / rank for rank in range(1, len(ROUTES) + 1)]
 METHODS = ["GET", "POST", "PUT"]
 METHOD_WEIGHTS = [80, 15, 5]

@@ -436,7 +436,7 @@ async def serve_demo_and_dashboard(
         dashboard_sock, port_taken = _dashboard_socket(dashboard_port)
         dashboard_url = f"http://{HOST}:{dashboard_sock.getsockname()[1]}/"
         # No proxy in front of the demo: a forwarded-for header from a local
-        # client must not change the address the login throttle sees.
+        # client must not change the address the login throttle uses.
         dashboard_config = uvicorn.Config(
             dashboard_app,
             lifespan="off",

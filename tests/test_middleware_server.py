@@ -317,14 +317,15 @@ def read_status(sock: socket.socket) -> int | None:
 def test_client_gone_without_app_receive_is_499(tmp_path: Path) -> None:
     db = tmp_path / "events.db"
     with uvicorn(tmp_path, db) as server:
-        # /sleep never calls receive(), and answers after the watch delay.
+        # /sleep never calls receive(), and responds after the watch delay.
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(b"GET /sleep?seconds=1.5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             time.sleep(0.1)
         with httpx.Client(base_url=server.url) as client:
             assert client.get("/sleep", params={"seconds": "0.7"}).status_code == 200
 
-    # Rows are stored in the order the requests ended; the answered one ends first.
+    # Rows are stored in the order the requests ended, and the request that got
+    # its response ends first.
     answered, gone = request_rows(db)
     assert (gone["path"], gone["route"], gone["status"]) == ("/sleep", "/sleep", 499)
     assert gone["ttfb_ms"] is None

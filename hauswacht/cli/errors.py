@@ -252,8 +252,8 @@ def run_list(args: argparse.Namespace) -> int:
     ]
     headers = [tr(key, lang) for key in ("id", "status", "count", "last_seen")]
     lines = render_table(headers, rows, left_columns=2)
-    # The error text goes last and left-aligned, outside the aligned columns; its
-    # underline is as wide as the header, because the texts have no common width.
+    # The error text goes last and left-aligned, outside the aligned columns.
+    # Its underline is as wide as the header, because the texts have no common width.
     error_header = tr("error", lang)
     texts = [error_header, "-" * len(error_header)] + [
         _shorten(f"{group.type}: {group.message}", MAX_MESSAGE_WIDTH) for group in groups

@@ -2,7 +2,7 @@
 
 `token create` prints the database it wrote to. When that file did not exist
 it is created (with missing folders, as `hauswacht serve` would), and a
-notice on stderr says so, because a mistyped --db would otherwise go
+notice on stderr reports it, because a mistyped --db would otherwise go
 unnoticed. The Sentry DSN is printed only for tokens whose scope allows the
 Sentry endpoints, the curl line only for those that allow /ingest.
 """

@@ -26,7 +26,7 @@ Errors:
 - 429 with `Retry-After` when the queue has no room for the whole request.
 
 A client can never cause a 500. The parse steps have a catch-all that
-rejects the NDJSON line, or answers 400 outside the lines. It logs the
+rejects the NDJSON line, or returns 400 when it happens outside the lines. It logs the
 exception's type and stack, without its message or the body, at most once
 per minute for each kind (UnexpectedErrors).
 
@@ -652,7 +652,7 @@ def _counters(health: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Answer 404 and 405 from routing as JSON, like every other answer."""
+    """Return 404 and 405 from routing as JSON, like every other response."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         message = f"method {request.method[:16]} is not allowed here"

@@ -41,8 +41,8 @@ What a request event holds:
 - client: the peer address, or the right-most untrusted hop of
   X-Forwarded-For (else Forwarded) when the peer is a trusted proxy.
 - trace_id: the trace-id of a valid `traceparent`, else a sanitised
-  `X-Request-ID`, else 32 random hex digits; sent back as `X-Request-ID`
-  unless the app set that header itself.
+  `X-Request-ID`, else 32 random hex digits. It is sent back as
+  `X-Request-ID` unless the app set that header itself.
 
 Disconnects: the app's own receive() calls show `http.disconnect`, but many
 handlers never call receive(). So a request that has not started its
@@ -107,7 +107,7 @@ _NOT_ERRORS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorE
 
 # Request headers read on the request path, by ASGI (lower-case) name.
 _USER_AGENT, _TRACEPARENT, _REQUEST_ID, _FORWARDED_FOR, _FORWARDED = range(5)
-_WANTED_HEADERS = {
+_RECORDED_HEADERS = {
     b"user-agent": _USER_AGENT,
     b"traceparent": _TRACEPARENT,
     b"x-request-id": _REQUEST_ID,
@@ -336,9 +336,9 @@ class _RequestRecorder:
         self.receiving = False
 
         user_agent = traceparent = request_id = forwarded_for = forwarded = None
-        wanted = _WANTED_HEADERS
+        recorded = _RECORDED_HEADERS
         for name, value in scope["headers"]:
-            kind = wanted.get(name)
+            kind = recorded.get(name)
             if kind is None:
                 continue
             if kind == _USER_AGENT:

@@ -10,10 +10,10 @@ separate read-write connection for that single UPDATE.
 
 The app needs no lifespan and keeps no open connection, so it can be served
 on its own (`hauswacht dashboard`) or mounted inside another Starlette or
-FastAPI app (`app.mount("/monitoring", create_app(...))`); links, redirects
+FastAPI app (`app.mount("/monitoring", create_app(...))`). Links, redirects
 and the cookie path follow the mount point (`root_path`).
 
-Every page and API route needs a login, except /login and /static. Answers
+Every page and API route needs a login, except /login and /static. Responses
 always carry a Content-Security-Policy without inline script, `X-Frame-Options:
 DENY`, `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` and
 `Cache-Control: no-store` (except static files). A POST whose Origin (or

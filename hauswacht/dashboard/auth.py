@@ -26,7 +26,7 @@ them, as ssh does with private keys.
   a sequence. From FREE_FAILURES_PER_USER (or FREE_FAILURES_PER_CLIENT)
   attempts on, the next attempt must wait 2**(attempts - free) seconds after
   the last one, and is rejected unchecked before that. The wait is at most
-  MAX_USER_WAIT_SECONDS for a user name, so a stranger who knows the name can
+  MAX_USER_WAIT_SECONDS for a user name, so a stranger who has the name can
   only delay its owner, and at most MAX_WAIT_SECONDS for a client address.
   The counters live in memory (per process) and reset on a successful login.
 """
@@ -65,7 +65,7 @@ USER_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 FREE_FAILURES_PER_USER = 5
 FREE_FAILURES_PER_CLIENT = 20
 MAX_WAIT_SECONDS = 300  # per client address
-MAX_USER_WAIT_SECONDS = 30  # per user name, which anybody who knows it can push up
+MAX_USER_WAIT_SECONDS = 30  # per user name, which anybody who has the name can push up
 THROTTLE_ENTRIES = 10_000  # per kind; the least recently failed are forgotten first
 THROTTLE_FORGET_SECONDS = 3600  # a counter idle this long starts again from zero
 
@@ -338,7 +338,7 @@ class RevokedSessions:
     """The revoked sessions file: `{"revoked": {session_id: expires_ms}}`.
 
     Reads are cached until the file's modification time, size or inode
-    changes, so every process serving the same files sees a logout.
+    changes, so every process serving the same files applies a logout.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

@@ -21,7 +21,7 @@ Invariants:
   the request_rollups rows it reads come from the same snapshot.
 - At most `max_hours` hour entries and `max_spans` merged spans are kept;
   the least recently used go first. An hour entry keeps scalars per endpoint
-  and status code, the request_hourly row and its decoded buckets; a span
+  and status code, the request_hourly row and its decoded buckets. A span
   keeps merged buckets of the `slowest` endpoints only. Per-endpoint
   buckets of single hours are not kept.
 - `_lock` guards the two maps and the serial counter; SQL, JSON decoding and

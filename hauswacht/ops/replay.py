@@ -29,8 +29,8 @@ years 1970 to 9999 (UTC), a request time above 24 hours and a response size
 above 1 TiB. One kind of damage is salvaged instead: a
 line whose common-format part is complete but whose referer or user agent is
 cut off (no closing quote, as happens when a logger truncates long lines).
-Such a line is imported with the complete fields, the cut user agent text as
-it stands, and is reported as salvaged.
+Such a line is imported with its complete fields and the cut user agent text
+unchanged, and is reported as salvaged.
 
 Bookkeeping (table replay_files), as log shippers do it:
 - A log's identity is the SHA-256 of the first 64 KiB of its content (the

@@ -1,10 +1,10 @@
 """The vault file: secrets, their versions and the master-key rotation.
 
 Envelope encryption: every stored value (one version of a secret) has its own
-data key, a fresh Fernet key. The value is encrypted with the data key; the
+data key, a fresh Fernet key. The value is encrypted with the data key. The
 data key is encrypted ("wrapped") with the master key ring (`MultiFernet`,
-newest key first) and stored next to the ciphertext with the id of the master
-key that wrapped it. The encrypted payload starts with the secret's name and
+newest key first) and stored next to the ciphertext, with the id of the
+master key that wrapped it. The encrypted payload starts with the secret's name and
 version, so a ciphertext copied to another row fails like a damaged one.
 
 Invariants:

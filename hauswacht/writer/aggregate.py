@@ -353,8 +353,8 @@ def _add_request(
     event: RequestEvent, rows: BatchRows, rollups: dict[tuple[Any, ...], list[Any]]
 ) -> None:
     # This runs once per request event, so it avoids attribute lookups and
-    # helper calls: positive durations get their bucket index inline (an int
-    # key, see histogram.encode_indexed); zero, negative and non-finite ones
+    # helper calls. Positive durations get their bucket index inline as an int
+    # key (see histogram.encode_indexed), and zero, negative and non-finite ones
     # take the general path. Everything that can fail runs before any total
     # changes.
     ts, method, route, _, status, duration, _, size, _, _, _ = event

@@ -27,8 +27,8 @@ Scheme 2 hashes (SHA-256, first 32 hex digits):
   to MAX_CYCLE frames (mutual recursion), count once, so recursion depth does
   not split a group.
 An event without exceptions (a captured message) groups by its type and its
-normalised message; for a Sentry message with parameters that is the
-template (`data["message_template"]`), not the formatted text.
+normalised message. For a Sentry message with parameters, the template
+(`data["message_template"]`) is used, not the formatted text.
 
 Scheme 1 differs in the message rules (every quoted value replaced, no
 e-mail, IP, URL, date or duration rules, the whole message), uses the full
@@ -148,7 +148,7 @@ def client_fingerprint(
 ) -> str:
     """Return the key of a client-supplied fingerprint list, with "{{ default }}" expanded.
 
-    Raises ValueError when `parts` is empty, too long or holds a non-string.
+    Raises ValueError when `parts` is empty, too long or contains a non-string.
     """
     if not parts or len(parts) > MAX_CLIENT_PARTS:
         raise ValueError(f"fingerprint must have 1 to {MAX_CLIENT_PARTS} parts")

@@ -31,7 +31,7 @@ DROP_WRITE_FAILED = "write_failed"
 
 class EventQueue:
     def __init__(self, maxsize: int, wake_at: int) -> None:
-        """Create a queue that holds at most `maxsize` events.
+        """Create a queue for at most `maxsize` events.
 
         `wake_at` is the queue length at which a waiting writer is woken early
         instead of at its next flush interval (usually the batch size).
