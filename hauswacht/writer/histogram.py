@@ -90,8 +90,18 @@ def merge_json(left: str | None, right: str | None) -> str:
     return orjson.dumps(merged).decode()
 
 
-def _sort_key(key: str) -> float:
-    return bucket_value(key)
+# Representative values of the bucket keys seen so far, for ordering buckets
+# with a C-level key function. Bucket indexes of finite values lie between
+# about -520 and 17,750, so the map has at most some 36,000 entries.
+_VALUES: dict[str, float] = {}
+
+
+def _ordered_keys(buckets: Mapping[str, int]) -> list[str]:
+    """Return the keys of `buckets` from the lowest to the highest bucket value."""
+    values = _VALUES
+    for key in buckets.keys() - values.keys():
+        values[key] = bucket_value(key)
+    return sorted(buckets, key=values.__getitem__)
 
 
 def quantiles(
@@ -110,7 +120,8 @@ def quantiles(
     total = sum(buckets.values())
     if total == 0:
         return [None] * len(qs)
-    ordered = sorted(buckets.items(), key=lambda item: _sort_key(item[0]))
+    ordered = _ordered_keys(buckets)
+    values = _VALUES
     results: list[float | None] = []
     for q in qs:
         rank = max(1, math.ceil(q * total))
@@ -118,11 +129,11 @@ def quantiles(
             results.append(maximum)  # the top rank is the maximum itself, known exactly
             continue
         seen = 0
-        estimate = bucket_value(ordered[-1][0])
-        for key, count in ordered:
-            seen += count
+        estimate = values[ordered[-1]]
+        for key in ordered:
+            seen += buckets[key]
             if seen >= rank:
-                estimate = bucket_value(key)
+                estimate = values[key]
                 break
         if minimum is not None:
             estimate = max(estimate, minimum)
