@@ -23,6 +23,8 @@ data):
 - naive: the same figures (totals by status class, avg, exact p95, hourly
   requests/4xx/5xx/p50/p95, per-route count/avg/p95, error count) by
   grouping and sorting the raw rows of the window.
+Every hour of the files is compacted (endpoint_hourly, status_hourly), as a
+running writer does for each finished hour.
 Each value is the median of several runs, in milliseconds.
 """
 
@@ -41,7 +43,7 @@ import httpx
 
 from hauswacht.dashboard import create_app
 from hauswacht.dashboard.auth import UserStore
-from hauswacht.writer import histogram, schema
+from hauswacht.writer import compaction, histogram, schema
 from hauswacht.writer.queries import HOUR_MS, Window, read_overview
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -161,9 +163,18 @@ def build_database(path: Path, count: int) -> None:
     conn.execute(ERROR_ROLLUPS_SQL)
     conn.execute(ERROR_GROUPS_SQL)
     conn.execute("COMMIT")
+    compact_all(conn)
     conn.execute("ANALYZE")
     conn.close()
     temporary.rename(path)
+
+
+def compact_all(conn: sqlite3.Connection) -> None:
+    """Compact every hour, as the writer does for each finished hour (writer/compaction.py)."""
+    hours = [hour for (hour,) in conn.execute("SELECT hour FROM request_hourly")]
+    conn.execute("BEGIN IMMEDIATE")
+    compaction.compact(conn, hours, END_MS)
+    conn.execute("COMMIT")
 
 
 def database_for(count: int) -> Path:
@@ -173,6 +184,9 @@ def database_for(count: int) -> Path:
     if path.exists() and _schema_version(path) < schema.SCHEMA_VERSION:
         started = time.perf_counter()
         schema.prepare_database(path)
+        conn = sqlite3.connect(path, isolation_level=None)
+        compact_all(conn)
+        conn.close()
         print(f"  migrated {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
     if not path.exists():
         started = time.perf_counter()

@@ -272,5 +272,6 @@ def test_cache_reads_no_raw_tables(database: Path) -> None:
         conn.close()
 
     # sqlite_master is read to load the schema; json_each is a table-valued function.
-    rollups = {"request_hourly", "request_rollups", "error_rollups", "dropped_rollups"}
+    rollups = {"request_hourly", "request_rollups", "error_rollups", "dropped_rollups",
+               "endpoint_hourly", "status_hourly", "compacted_hours"}  # fmt: skip
     assert tables_read - {"sqlite_master", "json_each"} == rollups

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hauswacht.writer import histogram, schema
+from hauswacht.writer import compaction, histogram, schema
 from hauswacht.writer.events import RequestEvent
 from hauswacht.writer.queries import (
     HOUR_MS,
@@ -78,11 +78,38 @@ def naive_figures(conn: sqlite3.Connection, window: Window) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def compact_before(path: Path, before_hour: int) -> list[int]:
+    """Compact every hour before `before_hour` that needs it, as the writer does; return them."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        hours = compaction.stale_hours(conn, before_hour, limit=10_000)
+        conn.execute("BEGIN IMMEDIATE")
+        compaction.compact(conn, hours, BASE_TS)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return hours
+
+
+# "rollups": nothing compacted, every hour is read from request_rollups.
+# "compacted": every hour compacted. "mixed": hours 0-19 compacted, then hours
+# 5-8 get more events (stale compactions), and hours 20-29 are never compacted.
+@pytest.fixture(scope="module", params=["rollups", "compacted", "mixed"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("overview") / "events.db"
     schema.prepare_database(path)
     write_in_batches(path, synthetic_events(seed=3), batch_size=250)
+    if request.param == "compacted":
+        assert len(compact_before(path, FIRST_HOUR + 30)) == 30
+    elif request.param == "mixed":
+        assert len(compact_before(path, FIRST_HOUR + 20)) == 20
+        late = [
+            RequestEvent(BASE_TS + (5 + n % 4) * HOUR_MS + n * 7919, "GET", "/api/r1/{id}",
+                         "/api/r1/7", 200 if n % 3 else 503, 1.0 + n, None, 100, None, None,
+                         None)
+            for n in range(40)
+        ]  # fmt: skip
+        write_in_batches(path, late, batch_size=250)
     return path
 
 

@@ -19,6 +19,10 @@ Invariants:
   every call.
 - One call reads inside one read transaction, so the request_hourly rows and
   the request_rollups rows it reads come from the same snapshot.
+- An hour is built from its compacted rows (endpoint_hourly, status_hourly)
+  while they are valid and from its request_rollups rows otherwise (see
+  compaction.py). Both give the same figures, so an entry stays valid when
+  its hour is compacted later.
 - At most `max_hours` hour entries and `max_spans` merged spans are kept;
   the least recently used go first. An hour entry keeps scalars per endpoint
   and status code, the request_hourly row and its decoded buckets. A span
@@ -49,7 +53,7 @@ import orjson
 from hauswacht.writer import histogram
 from hauswacht.writer.queries import (
     HOUR_MS,
-    HOURS_ENDPOINT_BUCKETS_SQL,
+    HOURS_COMPACTION_SQL,
     HOURS_ENDPOINT_TOTALS_SQL,
     HOURS_STATUS_TOTALS_SQL,
     QUANTILES,
@@ -63,6 +67,8 @@ from hauswacht.writer.queries import (
     finish_overview,
     hourly_row_totals,
     pick_slowest,
+    read_endpoint_buckets,
+    split_compacted,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,7 +89,7 @@ def _now_ms() -> int:
 
 @dataclass
 class _Hour:
-    """One hour's figures, built from its request_hourly row and its request_rollups rows."""
+    """One hour's figures, built from its request_hourly row and its endpoint rows."""
 
     row: tuple[Any, ...]  # the request_hourly row this entry was built from
     serial: int  # unique per built entry; names the entry in span keys
@@ -127,7 +133,7 @@ class OverviewCache:
         self._spans: OrderedDict[tuple[tuple[int, int], ...], _Span] = OrderedDict()
         self._serial = 0
         self.hits = 0  # hours served from memory
-        self.misses = 0  # hours read from request_rollups
+        self.misses = 0  # hours read from the database
 
     def __len__(self) -> int:
         """Return the number of cached hours."""
@@ -213,14 +219,14 @@ class OverviewCache:
     def _read_hours(
         self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]
     ) -> dict[int, _Hour]:
-        """Build entries for the hours of `rows` from their request_rollups rows."""
+        """Build entries for the hours of `rows` from their compacted or request_rollups rows."""
         if not rows:
             return {}
-        logger.debug("reading %d hours of request_rollups for the overview", len(rows))
+        logger.debug("reading %d hours of endpoint figures for the overview", len(rows))
         endpoints: dict[int, dict[Endpoint, RollupTotals]] = {row[0]: {} for row in rows}
         status_codes: dict[int, dict[int, int]] = {row[0]: {} for row in rows}
-        hours_json = orjson.dumps(list(endpoints)).decode()
-        rollup_rows = conn.execute(HOURS_ENDPOINT_TOTALS_SQL, {"hours": hours_json})
+        split = _hours_compaction(conn, endpoints)
+        rollup_rows = conn.execute(HOURS_ENDPOINT_TOTALS_SQL, split)
         for (
             hour,
             route,
@@ -242,7 +248,7 @@ class OverviewCache:
                 totals.sum_ms = sum_ms
                 totals.min_ms = min_ms
                 totals.max_ms = max_ms
-        for hour, status, count in conn.execute(HOURS_STATUS_TOTALS_SQL, {"hours": hours_json}):
+        for hour, status, count in conn.execute(HOURS_STATUS_TOTALS_SQL, split):
             status_codes[hour][status] = count
 
         with self._lock:
@@ -348,21 +354,17 @@ class OverviewCache:
         return results
 
 
+def _hours_compaction(conn: sqlite3.Connection, hours: Iterable[int]) -> dict[str, str]:
+    """Return the :compacted and :uncompacted parameters of `hours`."""
+    params = {"hours": orjson.dumps(list(hours)).decode()}
+    return split_compacted(conn.execute(HOURS_COMPACTION_SQL, params))
+
+
 def _read_endpoint_buckets(
     conn: sqlite3.Connection, hours: Iterable[int], keys: list[Endpoint]
 ) -> dict[Endpoint, dict[str, int]]:
     """Read and merge the buckets of `keys` over `hours`, one map per endpoint with timed rows."""
-    params = {
-        "hours": orjson.dumps(list(hours)).decode(),
-        "endpoints": orjson.dumps([list(key) for key in keys]).decode(),
-    }
-    merged: dict[Endpoint, dict[str, int]] = {}
-    for route, method, text in conn.execute(HOURS_ENDPOINT_BUCKETS_SQL, params):
-        buckets = merged.get((route, method))
-        if buckets is None:
-            buckets = merged[(route, method)] = {}
-        histogram.merge(buckets, histogram.decode(text))
-    return merged
+    return read_endpoint_buckets(conn, _hours_compaction(conn, hours), keys)
 
 
 def _merge_endpoints(

@@ -62,6 +62,8 @@ Events are stored with the writer's own aggregation (`aggregate_batch`), so
 raw rows and rollups come out exactly as for live traffic. The import writes
 its transactions itself instead of going through `Writer`, because the
 progress row must commit in the same transaction as the batch it counts.
+After the import it compacts the finished hours it stored events in
+(hauswacht/writer/compaction.py), as a running writer would within a minute.
 """
 
 from __future__ import annotations
@@ -83,10 +85,11 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from hauswacht.writer import schema
+from hauswacht.writer import compaction, schema
 from hauswacht.writer.aggregate import HOUR_MS, aggregate_batch, register_functions
 from hauswacht.writer.events import RequestEvent
 from hauswacht.writer.queue import DROP_WRITE_FAILED
@@ -98,6 +101,7 @@ MAX_PATH_LENGTH = 512  # characters of the raw path stored, as the middleware de
 MAX_REPORTED_LINES = 10  # malformed lines kept with their number and reason
 MAX_REPORTED_VALUE = 80  # characters of an offending value kept for the message
 REPLAY_BATCH_SIZE = 2000  # events, and also lines, per transaction
+COMPACTION_CHUNK = 168  # hours compacted per transaction after an import (a week)
 
 HEAD_BYTES = 64 * 1024  # bytes of content whose SHA-256 identifies a log
 STALE_CLAIM_MS = 10 * 60 * 1000  # a claim without progress for this long is abandoned
@@ -760,6 +764,7 @@ class _Import:
             self._read_lines()
             if self.record is not None:
                 self._commit()
+                self._compact()
             self.report.nothing_new = bool(
                 self.report.resumed_after_line
                 and not self.report.lines_read
@@ -1009,6 +1014,30 @@ class _Import:
         self.batch = []
         self.batch_lines = self.batch_skipped = 0
 
+    def _compact(self) -> None:
+        """Compact the finished hours this import stored events in (see compaction.py).
+
+        A failure is logged and leaves the hours to the next writer that
+        compacts: readers then read them from request_rollups, which is slower
+        but gives the same figures.
+        """
+        report = self.report
+        if report.first_ts is None or report.last_ts is None:
+            return
+        first_hour = report.first_ts // HOUR_MS
+        before_hour = min(report.last_ts // HOUR_MS + 1, _now_ms() // HOUR_MS)
+        while before_hour > first_hour:
+            conn = self._connect()
+            hours = compaction.stale_hours(conn, before_hour, first_hour, COMPACTION_CHUNK)
+            if not hours:
+                return
+            try:
+                self._write(partial(_compact_hours, hours=hours))
+            except ReplayWriteError as exc:
+                logger.warning("replay of %s: hours not compacted: %s", self.content.name, exc)
+                return
+            before_hour = min(hours)  # stale_hours returns the newest first
+
     def _release(self) -> None:
         conn, self.conn = self.conn, None
         if conn is None:
@@ -1030,6 +1059,10 @@ class _Import:
             total = self.content.total_bytes
             done = total if finished else self.content.raw_position()
             self.progress(done, total, self.report.lines_read)
+
+
+def _compact_hours(conn: sqlite3.Connection, hours: list[int]) -> None:
+    compaction.compact(conn, hours, _now_ms())
 
 
 def _new_record(file_id: int, claim_id: str, imported_at: int | None) -> FileRecord:

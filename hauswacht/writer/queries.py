@@ -1,9 +1,10 @@
 """Queries over the rollup tables for `hauswacht stats` and the dashboard.
 
-Every query here reads request_rollups, request_hourly, metric_rollups,
-error_rollups, error_groups and dropped_rollups only, never the raw requests, errors or
-metrics tables, so its cost grows with hours x routes and not with the number
-of stored events. The one write, `set_error_group_status`, changes an error
+Every query here reads the rollup tables (request_rollups, request_hourly,
+the compacted endpoint_hourly and status_hourly, metric_rollups,
+error_rollups, dropped_rollups) and error_groups only, never the raw requests,
+errors or metrics tables, so its cost grows with hours x routes and not with
+the number of stored events. The one write, `set_error_group_status`, changes an error
 group's triage status and needs a read-write connection.
 
 Rollups are hourly, so a time window is widened to whole hours: an hour is
@@ -360,54 +361,79 @@ REQUEST_HOURLY_ROWS_SQL = """
     WHERE hour BETWEEN :first_hour AND :last_hour
 """
 
-ENDPOINT_STATUS_TOTALS_SQL = """
-    SELECT route, method, status, sum(count), sum(timed_count), sum(sum_ms), min(min_ms),
-           max(max_ms)
-    FROM request_rollups
-    WHERE hour BETWEEN :first_hour AND :last_hour
-    GROUP BY route, method, status
-"""
-
-# :endpoints is a JSON array of [route, method] pairs. The buckets are merged
-# in Python: orjson plus a dict merge took about a fifth of the time of
-# json_each() with GROUP BY on the bench's 10 million event file.
-ENDPOINT_BUCKETS_SQL = """
-    SELECT route, method, buckets
-    FROM request_rollups
-    WHERE hour BETWEEN :first_hour AND :last_hour AND timed_count > 0
-      AND (route, method) IN (
-          SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
-          FROM json_each(:endpoints)
-      )
+# Hours are read from the compacted tables (endpoint_hourly, status_hourly)
+# where their compaction is valid, and from request_rollups otherwise; see
+# compaction.py. The statements below take :compacted and :uncompacted, two
+# JSON arrays of hour numbers from `split_compacted`.
+WINDOW_COMPACTION_SQL = """
+    SELECT h.hour, c.request_count IS h.count
+    FROM request_hourly AS h
+    LEFT JOIN compacted_hours AS c ON c.hour = h.hour
+    WHERE h.hour BETWEEN :first_hour AND :last_hour
 """
 
 # :hours is a JSON array of hour numbers.
+HOURS_COMPACTION_SQL = """
+    SELECT h.hour, c.request_count IS h.count
+    FROM request_hourly AS h
+    LEFT JOIN compacted_hours AS c ON c.hour = h.hour
+    WHERE h.hour IN (SELECT value FROM json_each(:hours))
+"""
+
 HOURS_ENDPOINT_TOTALS_SQL = """
+    SELECT hour, route, method, count, client_errors, server_errors, timed_count, sum_ms,
+           min_ms, max_ms
+    FROM endpoint_hourly
+    WHERE hour IN (SELECT value FROM json_each(:compacted))
+    UNION ALL
     SELECT hour, route, method, sum(count),
            sum(CASE WHEN status BETWEEN 400 AND 499 THEN count ELSE 0 END),
            sum(CASE WHEN status BETWEEN 500 AND 599 THEN count ELSE 0 END),
            sum(timed_count), sum(sum_ms), min(min_ms), max(max_ms)
     FROM request_rollups
-    WHERE hour IN (SELECT value FROM json_each(:hours))
+    WHERE hour IN (SELECT value FROM json_each(:uncompacted))
     GROUP BY hour, route, method
 """
 
 HOURS_STATUS_TOTALS_SQL = """
+    SELECT hour, status, count
+    FROM status_hourly
+    WHERE hour IN (SELECT value FROM json_each(:compacted))
+    UNION ALL
     SELECT hour, status, sum(count)
     FROM request_rollups
-    WHERE hour IN (SELECT value FROM json_each(:hours))
+    WHERE hour IN (SELECT value FROM json_each(:uncompacted))
     GROUP BY hour, status
 """
 
-# :hours is a JSON array of hour numbers, :endpoints one of [route, method] pairs.
-HOURS_ENDPOINT_BUCKETS_SQL = """
-    SELECT route, method, buckets
-    FROM request_rollups
-    WHERE hour IN (SELECT value FROM json_each(:hours)) AND timed_count > 0
-      AND (route, method) IN (
+ENDPOINT_TOTALS_SQL = f"""
+    SELECT route, method, sum(count), sum(client_errors), sum(server_errors),
+           sum(timed_count), sum(sum_ms), min(min_ms), max(max_ms)
+    FROM ({HOURS_ENDPOINT_TOTALS_SQL})
+    GROUP BY route, method
+"""
+
+STATUS_TOTALS_SQL = f"""
+    SELECT status, sum(count) FROM ({HOURS_STATUS_TOTALS_SQL}) GROUP BY status
+"""
+
+# :endpoints is a JSON array of [route, method] pairs. The buckets are merged
+# in Python: orjson plus a dict merge took about a fifth of the time of
+# json_each() with GROUP BY on the bench's 10 million event file.
+_CHOSEN_ENDPOINTS = """(route, method) IN (
           SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
           FROM json_each(:endpoints)
-      )
+      )"""
+HOURS_ENDPOINT_BUCKETS_SQL = f"""
+    SELECT route, method, buckets
+    FROM endpoint_hourly
+    WHERE hour IN (SELECT value FROM json_each(:compacted)) AND timed_count > 0
+      AND {_CHOSEN_ENDPOINTS}
+    UNION ALL
+    SELECT route, method, buckets
+    FROM request_rollups
+    WHERE hour IN (SELECT value FROM json_each(:uncompacted)) AND timed_count > 0
+      AND {_CHOSEN_ENDPOINTS}
 """
 
 ROUTE_ROLLUP_ROWS_SQL = """
@@ -726,29 +752,49 @@ def _read_hourly(conn: sqlite3.Connection, params: Mapping[str, int]) -> dict[in
     return {row[0]: hourly_row_totals(row) for row in conn.execute(REQUEST_HOURLY_ROWS_SQL, params)}
 
 
+def split_compacted(rows: Iterable[tuple[int, int]]) -> dict[str, str]:
+    """Return the :compacted and :uncompacted parameters from (hour, valid) rows.
+
+    The rows come from WINDOW_COMPACTION_SQL or HOURS_COMPACTION_SQL.
+    """
+    compacted: list[int] = []
+    uncompacted: list[int] = []
+    for hour, valid in rows:
+        (compacted if valid else uncompacted).append(hour)
+    return {
+        "compacted": orjson.dumps(compacted).decode(),
+        "uncompacted": orjson.dumps(uncompacted).decode(),
+    }
+
+
+def window_compaction(conn: sqlite3.Connection, window: Window) -> dict[str, str]:
+    """Return the :compacted and :uncompacted parameters of the hours of `window`."""
+    return split_compacted(conn.execute(WINDOW_COMPACTION_SQL, window.hour_params()))
+
+
 def _read_endpoint_totals(
-    conn: sqlite3.Connection, params: Mapping[str, int]
+    conn: sqlite3.Connection, split: Mapping[str, str]
 ) -> tuple[list[EndpointStats], dict[int, int]]:
     """Read every endpoint's counts and average latency, and the count per status code."""
-    per_endpoint: dict[tuple[str, str], RollupTotals] = {}
-    status_codes: dict[int, int] = {}
-    for route, method, status, count, timed, sum_ms, min_ms, max_ms in conn.execute(
-        ENDPOINT_STATUS_TOTALS_SQL, params
-    ):
-        totals = per_endpoint.get((route, method))
-        if totals is None:
-            totals = per_endpoint[(route, method)] = RollupTotals()
-        totals.add(status, count, timed, sum_ms, min_ms, max_ms, {})
-        status_codes[status] = status_codes.get(status, 0) + count
-
     endpoints = []
-    for (route, method), totals in per_endpoint.items():
-        latency = Latency(avg=_average(totals.sum_ms, totals.timed), max=totals.max_ms)
+    for (
+        route,
+        method,
+        count,
+        client_errors,
+        server_errors,
+        timed,
+        sum_ms,
+        min_ms,
+        max_ms,
+    ) in conn.execute(ENDPOINT_TOTALS_SQL, split):
+        latency = Latency(avg=_average(sum_ms, timed), max=max_ms if timed else None)
         endpoints.append(
-            EndpointStats(route, method, totals.count, totals.client_errors,
-                          totals.server_errors, latency, totals.min_ms)
+            EndpointStats(route, method, count, client_errors, server_errors, latency,
+                          min_ms if timed else None)
         )  # fmt: skip
     endpoints.sort(key=lambda endpoint: (-endpoint.requests, endpoint.route, endpoint.method))
+    status_codes = {status: count for status, count in conn.execute(STATUS_TOTALS_SQL, split)}
     return endpoints, dict(sorted(status_codes.items()))
 
 
@@ -758,31 +804,47 @@ def read_endpoints(conn: sqlite3.Connection, window: Window) -> list[EndpointSta
     The latency figures are avg and max only; `fill_percentiles` adds p50,
     p95 and p99 to the endpoints that show them.
     """
-    endpoints, _ = _read_endpoint_totals(conn, window.hour_params())
+    endpoints, _ = _read_endpoint_totals(conn, window_compaction(conn, window))
     return endpoints
 
 
+def read_endpoint_buckets(
+    conn: sqlite3.Connection, split: Mapping[str, str], keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Read and merge the buckets of the (route, method) `keys` over the hours of `split`.
+
+    Returns one map per endpoint that has timed requests there.
+    """
+    params = {**split, "endpoints": orjson.dumps([list(key) for key in keys]).decode()}
+    merged: dict[tuple[str, str], dict[str, int]] = {}
+    for route, method, text in conn.execute(HOURS_ENDPOINT_BUCKETS_SQL, params):
+        buckets = merged.get((route, method))
+        if buckets is None:
+            merged[(route, method)] = histogram.decode(text)
+        else:
+            histogram.merge(buckets, histogram.decode(text))
+    return merged
+
+
 def fill_percentiles(
-    conn: sqlite3.Connection, window: Window, endpoints: Iterable[EndpointStats]
+    conn: sqlite3.Connection,
+    window: Window,
+    endpoints: Iterable[EndpointStats],
+    split: Mapping[str, str] | None = None,
 ) -> None:
     """Set p50, p95 and p99 of each of `endpoints` over `window` from their merged buckets.
 
-    One statement for all of them; its cost grows with the rollup rows of
-    these endpoints in the window. Endpoints without timed requests keep None.
+    One statement for all of them; its cost grows with the compacted hours
+    and rollup rows of these endpoints in the window. `split` is the
+    window's `window_compaction`, read here when not given. Endpoints without
+    timed requests keep None.
     """
     by_key = {(endpoint.route, endpoint.method): endpoint for endpoint in endpoints}
     if not by_key:
         return
-    pairs = orjson.dumps([list(key) for key in by_key]).decode()
-    buckets: dict[tuple[str, str], dict[str, int]] = {}
-    params = {**window.hour_params(), "endpoints": pairs}
-    for route, method, text in conn.execute(ENDPOINT_BUCKETS_SQL, params):
-        merged = buckets.get((route, method))
-        if merged is None:
-            merged = buckets[(route, method)] = {}
-        for key, count in histogram.decode(text).items():
-            merged[key] = merged.get(key, 0) + count
-    for key, merged in buckets.items():
+    if split is None:
+        split = window_compaction(conn, window)
+    for key, merged in read_endpoint_buckets(conn, split, by_key).items():
         endpoint = by_key[key]
         latency = endpoint.latency_ms
         latency.p50, latency.p95, latency.p99 = histogram.quantiles(
@@ -806,23 +868,21 @@ def read_overview(
     A bounded window gets one point per hour, with zeros for empty hours.
     Only the `slowest` endpoints (highest average latency) get percentiles.
     """
-    # NOTE: buckets are decoded for one request_hourly row per hour and for the
-    # rollup rows of the `slowest` endpoints only. The cost does not grow with
-    # the raw rows, but it does grow with the routes and statuses seen per hour
-    # and with how many buckets each row fills, until every row is full.
-    # bench/dashboard_bench.py on 2 shared cores, 24 h: this read takes about
-    # 3 ms at 100,000 events over 90 days and 11 ms at 10 million, where
-    # fill_percentiles takes about 5 ms and the per-endpoint GROUP BY about
-    # 2 ms. The dashboard's overview page reads through its hour cache
-    # (hauswacht/dashboard/cache.py) instead, which reads changed hours only.
+    # NOTE: buckets are decoded for one request_hourly row per hour and for
+    # one row per compacted hour of each of the `slowest` endpoints. The cost
+    # does not grow with the raw rows. It grows with the endpoints seen per
+    # hour and with how many buckets each row fills, until every row is full.
+    # Hours not compacted yet (the current one, or one that got events after
+    # its compaction) cost more: their rows per status code are read instead.
     params = window.hour_params()
     per_hour = _read_hourly(conn, params)
     total = RollupTotals()
     for hour_totals in per_hour.values():
         total.merge(hour_totals)
-    endpoints, status_codes = _read_endpoint_totals(conn, params)
+    split = window_compaction(conn, window)
+    endpoints, status_codes = _read_endpoint_totals(conn, split)
     slowest_endpoints = pick_slowest(endpoints, slowest)
-    fill_percentiles(conn, window, slowest_endpoints)
+    fill_percentiles(conn, window, slowest_endpoints, split)
 
     return finish_overview(
         conn,

@@ -44,6 +44,15 @@ Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000)
 - ingest_tokens.scope (version 5): where a token works: 'ingest' (POST
   /ingest), 'sentry' (the Sentry endpoints) or 'all'. Tokens from before
   version 5 get 'all'.
+- endpoint_hourly, status_hourly, compacted_hours (version 6): the
+  request_rollups rows of a finished hour summed per (route, method), with
+  merged buckets, and per status code. compaction.py builds them for each
+  hour in one transaction and records request_hourly.count of that moment in
+  compacted_hours.request_count. Readers use an hour's compacted rows only
+  while that count still equals request_hourly.count (any event stored later
+  in the hour raises it) and read request_rollups for every other hour, so a
+  missing or stale compaction costs time, never correctness. Every hour with
+  request_rollups rows has a request_hourly row; readers find hours there.
 """
 
 from __future__ import annotations
@@ -255,6 +264,38 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE ingest_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'all'
         CHECK (scope IN ('all', 'ingest', 'sentry'));
+    """,
+    # 5 -> 6: compacted hours: request_rollups summed per endpoint and per status code.
+    # Filled by compaction.py, hour by hour; readers fall back to request_rollups until then.
+    """
+    CREATE TABLE endpoint_hourly (
+        hour INTEGER NOT NULL,
+        route TEXT NOT NULL,
+        method TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        client_errors INTEGER NOT NULL,
+        server_errors INTEGER NOT NULL,
+        timed_count INTEGER NOT NULL,
+        sum_ms REAL NOT NULL,
+        min_ms REAL,
+        max_ms REAL,
+        response_bytes INTEGER NOT NULL,
+        buckets TEXT NOT NULL,
+        PRIMARY KEY (hour, route, method)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE status_hourly (
+        hour INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, status)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE compacted_hours (
+        hour INTEGER PRIMARY KEY,
+        request_count INTEGER NOT NULL,
+        compacted_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
     """,
 ]
 

@@ -67,7 +67,7 @@ from typing import Any
 
 import aiosqlite
 
-from hauswacht.writer import histogram
+from hauswacht.writer import compaction, histogram
 from hauswacht.writer.aggregate import (
     BUCKET_MERGE_FUNCTION,
     HOUR_MS,
@@ -176,6 +176,7 @@ class Writer:
         max_pending: int = 10_000,
         max_db_mb: float | None = None,
         health_interval: float = 10.0,
+        compact_interval: float = compaction.COMPACT_INTERVAL,
     ) -> None:
         """Configure a writer. Nothing is opened until `start()`.
 
@@ -188,6 +189,7 @@ class Writer:
         if max_db_mb is not None:
             _check_setting("max_db_mb", max_db_mb, float, above=0.0)
         _check_setting("health_interval", health_interval, float, above=0.0)
+        _check_setting("compact_interval", compact_interval, float, above=0.0)
 
         self.path = Path(path)
         self.queue = queue
@@ -197,6 +199,7 @@ class Writer:
         self.max_pending = max_pending
         self.max_db_mb = max_db_mb
         self.health_interval = float(health_interval)
+        self.compact_interval = float(compact_interval)
         self.shutdown_grace = max(SHUTDOWN_GRACE, 2 * busy_timeout_ms / 1000)
 
         self._db: aiosqlite.Connection | None = None
@@ -225,6 +228,7 @@ class Writer:
         self._failing_since: int | None = None
 
         self._health_due = math.inf
+        self._compact_due = math.inf
         self._health_retries = 0
         self._health_dropped = 0
 
@@ -251,6 +255,7 @@ class Writer:
             if len(self.queue) >= self.queue.wake_at:
                 self._wake.set()
             self._health_due = time.monotonic() + self.health_interval
+            self._compact_due = time.monotonic() + self.compact_interval
             self._health_retries = self._retries
             self._health_dropped = self.queue.dropped
 
@@ -390,11 +395,61 @@ class Writer:
                 else:
                     retry_delay = None
                     delays = _backoff_delays()
+                    if time.monotonic() >= self._compact_due:
+                        await self._compact()
         except asyncio.CancelledError:
             logger.info("writer task for %s cancelled; writing what is left", self.path)
             await self._finish()
             raise
         await self._finish()
+
+    async def _compact(self) -> None:
+        """Compact up to COMPACT_HOURS finished hours that need it, in one transaction.
+
+        Failures are logged (rate-limited) and retried at the next due time;
+        they never stop the writer. See compaction.py.
+        """
+        self._compact_due = time.monotonic() + self.compact_interval
+        db = self._db
+        if db is None:
+            return
+        hours: list[int] = []
+        params = compaction.stale_params(before_hour=_now_ms() // HOUR_MS)
+        started = time.perf_counter()
+        try:
+            async with db.execute(compaction.STALE_HOURS_SQL, params) as cursor:
+                hours = [hour for (hour,) in await cursor.fetchall()]
+            if not hours:
+                return
+            # The lock keeps a concurrent flush() from starting a batch inside this transaction.
+            async with self._write_lock:
+                if self._in_flight is not None and not self._in_flight.done():
+                    await asyncio.wait({self._in_flight})
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, statement_params in compaction.statements(hours, _now_ms()):
+                        await db.execute(sql, statement_params)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    # Also on cancellation: the next batch must not find this transaction open.
+                    await asyncio.shield(self._rollback())
+                    raise
+        except sqlite3.Error as exc:
+            self._warnings.warning(
+                "compaction",
+                "writer for %s: compacting %d hours failed: %s; retrying in %.0f s",
+                self.path,
+                len(hours),
+                exc,
+                self.compact_interval,
+            )
+            return
+        logger.debug(
+            "writer for %s: compacted %d hours in %.1f ms",
+            self.path,
+            len(hours),
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def _finish(self) -> None:
         """Drain queue and retry list within the shutdown limits, then close the connection."""
