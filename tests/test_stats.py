@@ -1,8 +1,9 @@
 """`hauswacht stats` on a small synthetic events database with hand-computed figures.
 
 The real schema code creates the database, and the test writes the rollup
-rows directly. So every expected number below follows by hand from the
-rows that `write_rollups` inserts.
+rows directly (request_hourly by the schema's own backfill statement). So
+every expected number below follows by hand from the rows that
+`write_rollups` inserts.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def write_rollups(path: Path) -> None:
                     histogram.encode(buckets),
                 ),
             )
+        # The writer keeps request_hourly equal to request_rollups summed per hour.
+        conn.execute(schema.BACKFILL_REQUEST_HOURLY_SQL)
         conn.executemany("INSERT INTO error_rollups VALUES (?, ?, ?)", ERROR_ROWS)
         conn.executemany("INSERT INTO dropped_rollups VALUES (?, ?, ?)", DROPPED_ROWS)
     conn.close()
@@ -338,12 +341,17 @@ def test_stats_window_end_before_start(stats_db: Path) -> None:
 
 
 def insert_request_rollup(path: Path, hour: int, route: str, method: str = "GET") -> None:
-    """Add one untimed request to the rollups of the database at `path`."""
+    """Add one untimed request to the rollups of the database at `path`, as the writer would."""
     conn = sqlite3.connect(path)
     with conn:
         conn.execute(
             "INSERT INTO request_rollups VALUES (?, ?, ?, 200, 1, 0, 0.0, NULL, NULL, 0, '{}')",
             (hour, route, method),
+        )
+        conn.execute(
+            "INSERT INTO request_hourly VALUES (?, 1, 0, 0.0, NULL, NULL, 0, 0, 0, '{}')"
+            " ON CONFLICT (hour) DO UPDATE SET count = count + 1",
+            (hour,),
         )
     conn.close()
 

@@ -12,9 +12,9 @@ included when it contains a moment of [start_ms, end_ms), that is from the
 hour containing `start_ms` up to the hour containing `end_ms - 1`. A bound
 of None leaves that side open.
 
-Latency quantiles are merged from the log-spaced histogram buckets with
-SQLite's `json_each()` and estimated by `histogram.quantiles()`, so they are
-within histogram.ALPHA (2 %) relative error of the exact nearest-rank value.
+Latency quantiles are estimated by `histogram.quantiles()` from the merged
+log-spaced histogram buckets, so they are within histogram.ALPHA (2 %)
+relative error of the exact nearest-rank value.
 Requests without a duration (for example from a replayed log without a
 request-time field) count as requests but not in latency figures. Latency
 values are None when no request in the selection has a duration.
@@ -40,58 +40,6 @@ OTHER_STATUS = "other"
 
 # Every statement takes :first_hour and :last_hour; an open side of the
 # window is passed as a value beyond any stored hour.
-REQUEST_TOTALS_SQL = """
-    SELECT status / 100 AS class, sum(count), sum(timed_count), sum(sum_ms), max(max_ms),
-           min(min_ms)
-    FROM request_rollups
-    WHERE hour BETWEEN :first_hour AND :last_hour
-    GROUP BY class
-"""
-
-REQUEST_BUCKETS_SQL = """
-    SELECT bucket.key, sum(bucket.value)
-    FROM request_rollups, json_each(request_rollups.buckets) AS bucket
-    WHERE hour BETWEEN :first_hour AND :last_hour
-    GROUP BY bucket.key
-"""
-
-HOURLY_TOTALS_SQL = """
-    SELECT hour, sum(count),
-           sum(CASE WHEN status BETWEEN 400 AND 499 THEN count ELSE 0 END),
-           sum(CASE WHEN status BETWEEN 500 AND 599 THEN count ELSE 0 END),
-           min(min_ms), max(max_ms)
-    FROM request_rollups
-    WHERE hour BETWEEN :first_hour AND :last_hour
-    GROUP BY hour
-    ORDER BY hour
-"""
-
-HOURLY_BUCKETS_SQL = """
-    SELECT hour, bucket.key, sum(bucket.value)
-    FROM request_rollups, json_each(request_rollups.buckets) AS bucket
-    WHERE hour BETWEEN :first_hour AND :last_hour
-    GROUP BY hour, bucket.key
-"""
-
-TOP_ROUTES_SQL = """
-    SELECT route, method, sum(count) AS requests,
-           sum(CASE WHEN status BETWEEN 400 AND 499 THEN count ELSE 0 END),
-           sum(CASE WHEN status BETWEEN 500 AND 599 THEN count ELSE 0 END),
-           sum(timed_count), sum(sum_ms), min(min_ms), max(max_ms)
-    FROM request_rollups
-    WHERE hour BETWEEN :first_hour AND :last_hour
-    GROUP BY route, method
-    ORDER BY requests DESC, route, method
-    LIMIT :limit
-"""
-
-ROUTE_BUCKETS_SQL = """
-    SELECT bucket.key, sum(bucket.value)
-    FROM request_rollups, json_each(request_rollups.buckets) AS bucket
-    WHERE hour BETWEEN :first_hour AND :last_hour AND route = :route AND method = :method
-    GROUP BY bucket.key
-"""
-
 ERROR_TOTALS_SQL = """
     SELECT coalesce(sum(count), 0), count(DISTINCT fingerprint)
     FROM error_rollups
@@ -104,12 +52,6 @@ DROPPED_SQL = """
     WHERE hour BETWEEN :first_hour AND :last_hour
     GROUP BY reason
     ORDER BY reason
-"""
-
-DATA_SPAN_SQL = """
-    SELECT min(hour), max(hour)
-    FROM request_rollups
-    WHERE hour BETWEEN :first_hour AND :last_hour
 """
 
 # Beyond any hour a 64-bit ts // 3_600_000 can reach, in both directions.
@@ -238,10 +180,6 @@ def status_class(status_hundreds: int) -> str:
     return OTHER_STATUS
 
 
-def _buckets(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
-    return {key: int(count) for key, count in rows}
-
-
 def _average(total_ms: float | None, timed: int | None) -> float | None:
     if not timed:
         return None
@@ -251,96 +189,70 @@ def _average(total_ms: float | None, timed: int | None) -> float | None:
 def read_stats(
     conn: sqlite3.Connection, window: Window | None = None, route_limit: int = 10
 ) -> Stats:
-    """Read the request, error and drop figures of `window` (None: all data) from the rollups."""
+    """Read the request, error and drop figures of `window` (None: all data) from the rollups.
+
+    Totals, latency and the hourly list come from request_hourly (one row
+    per hour), status codes and routes from the compacted hours where valid
+    and from request_rollups otherwise.
+    """
     window = window or Window()
     params = window.hour_params()
     stats = Stats()
 
-    timed = 0
-    sum_ms = 0.0
-    max_ms: float | None = None
-    min_ms: float | None = None
-    for hundreds, count, timed_count, class_sum_ms, class_max, class_min in conn.execute(
-        REQUEST_TOTALS_SQL, params
-    ):
-        key = status_class(hundreds)
-        stats.status[key] = stats.status.get(key, 0) + count
-        stats.requests += count
-        timed += timed_count
-        sum_ms += class_sum_ms
-        if class_max is not None:
-            max_ms = class_max if max_ms is None else max(max_ms, class_max)
-        if class_min is not None:
-            min_ms = class_min if min_ms is None else min(min_ms, class_min)
+    per_hour = _read_hourly(conn, params)
+    total = RollupTotals()
+    for totals in per_hour.values():
+        total.merge(totals)
+    stats.requests = total.count
+    stats.latency_ms = total.latency()
+    if per_hour:
+        stats.first_hour = hour_to_iso(min(per_hour))
+        stats.last_hour = hour_to_iso(max(per_hour))
+    stats.hours = [
+        HourStats(hour_to_iso(hour), totals.count, totals.client_errors, totals.server_errors,
+                  _p95(totals))
+        for hour, totals in sorted(per_hour.items())
+    ]  # fmt: skip
 
-    if timed:
-        buckets = _buckets(conn.execute(REQUEST_BUCKETS_SQL, params))
-        p50, p95, p99 = histogram.quantiles(buckets, QUANTILES, min_ms, max_ms)
-        stats.latency_ms = Latency(p50=p50, p95=p95, p99=p99, avg=sum_ms / timed, max=max_ms)
+    split = window_compaction(conn, window)
+    endpoints, status_codes = _read_endpoint_totals(conn, split)
+    for status, count in status_codes.items():
+        key = status_class(int(status / 100))  # truncated like SQLite's integer division
+        stats.status[key] = stats.status.get(key, 0) + count
+    stats.routes = _top_routes(conn, split, endpoints[:route_limit])
 
     stats.errors, stats.error_groups = conn.execute(ERROR_TOTALS_SQL, params).fetchone()
     stats.dropped_by_reason = {reason: count for reason, count in conn.execute(DROPPED_SQL, params)}
     stats.dropped = sum(stats.dropped_by_reason.values())
-
-    first, last = conn.execute(DATA_SPAN_SQL, params).fetchone()
-    if first is not None:
-        stats.first_hour = hour_to_iso(first)
-        stats.last_hour = hour_to_iso(last)
-
-    stats.hours = read_hours(conn, window)
-    stats.routes = read_top_routes(conn, window, route_limit)
     return stats
 
 
-def read_hours(conn: sqlite3.Connection, window: Window | None = None) -> list[HourStats]:
-    """Read requests, 4xx, 5xx and p95 latency per hour that has requests, oldest first."""
-    params = (window or Window()).hour_params()
-    per_hour_buckets: dict[int, dict[str, int]] = {}
-    for hour, key, count in conn.execute(HOURLY_BUCKETS_SQL, params):
-        per_hour_buckets.setdefault(hour, {})[key] = int(count)
-
-    hours = []
-    for hour, requests, client_errors, server_errors, min_ms, max_ms in conn.execute(
-        HOURLY_TOTALS_SQL, params
-    ):
-        buckets = per_hour_buckets.get(hour, {})
-        (p95,) = histogram.quantiles(buckets, (0.95,), min_ms, max_ms)
-        hours.append(HourStats(hour_to_iso(hour), requests, client_errors, server_errors, p95))
-    return hours
+def _p95(totals: RollupTotals) -> float | None:
+    if not totals.timed:
+        return None
+    (p95,) = histogram.quantiles(totals.buckets, (0.95,), totals.min_ms, totals.max_ms)
+    return p95
 
 
-def read_top_routes(
-    conn: sqlite3.Connection, window: Window | None = None, limit: int = 10
+def _top_routes(
+    conn: sqlite3.Connection, split: Mapping[str, str], endpoints: list[EndpointStats]
 ) -> list[RouteStats]:
-    """Read the `limit` (route, method) pairs with the most requests, most first."""
-    params = (window or Window()).hour_params()
-    rows = conn.execute(TOP_ROUTES_SQL, {**params, "limit": limit}).fetchall()
-
+    """Return `endpoints` (most requests first) as RouteStats with their p95 latency."""
+    merged = read_endpoint_buckets(conn, split, [(e.route, e.method) for e in endpoints])
     routes = []
-    for (
-        route,
-        method,
-        requests,
-        client_errors,
-        server_errors,
-        timed,
-        sum_ms,
-        min_ms,
-        max_ms,
-    ) in rows:
+    for endpoint in endpoints:
+        buckets = merged.get((endpoint.route, endpoint.method))
         p95 = None
-        if timed:
-            route_params = {**params, "route": route, "method": method}
-            buckets = _buckets(conn.execute(ROUTE_BUCKETS_SQL, route_params))
-            (p95,) = histogram.quantiles(buckets, (0.95,), min_ms, max_ms)
+        if buckets:
+            (p95,) = histogram.quantiles(buckets, (0.95,), endpoint.min_ms, endpoint.latency_ms.max)
         routes.append(
             RouteStats(
-                route=route,
-                method=method,
-                requests=requests,
-                client_errors=client_errors,
-                server_errors=server_errors,
-                avg_ms=_average(sum_ms, timed),
+                route=endpoint.route,
+                method=endpoint.method,
+                requests=endpoint.requests,
+                client_errors=endpoint.client_errors,
+                server_errors=endpoint.server_errors,
+                avg_ms=endpoint.latency_ms.avg,
                 p95_ms=p95,
             )
         )
