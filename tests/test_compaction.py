@@ -9,9 +9,12 @@ alone, which tests/test_dashboard_overview.py compares with the raw rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import shutil
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict
@@ -175,21 +178,102 @@ def test_stale_hours_newest_first_within_bounds(tmp_path: Path) -> None:
             FIRST_HOUR + 8,
         ]
         conn.execute("BEGIN IMMEDIATE")
-        compaction.compact(conn, newest, BASE_TS)
+        done = [compaction.compact_newest(conn, FIRST_HOUR + 10, BASE_TS) for _ in range(3)]
         conn.execute("COMMIT")
+        assert done == newest
         assert compaction.stale_hours(conn, FIRST_HOUR + 10, limit=3) == [
             FIRST_HOUR + 6,
             FIRST_HOUR + 5,
             FIRST_HOUR + 4,
         ]
-        # An hour without any stored request is never listed and never marked.
+        # Hours without any stored request are never listed, compacted or marked.
         conn.execute("BEGIN IMMEDIATE")
-        compaction.compact(conn, [FIRST_HOUR - 50], BASE_TS)
+        assert compaction.compact_newest(conn, FIRST_HOUR, BASE_TS) is None
         conn.execute("COMMIT")
         marks = conn.execute("SELECT count(*) FROM compacted_hours").fetchone()[0]
         assert marks == 3
     finally:
         conn.close()
+
+
+def test_sums_same_whatever_is_compacted(db_path: Path) -> None:
+    # Durations whose float sum depends on the order of addition.
+    durations = [2447.758, 1179.0, 876.071, 1068.802, 2174.806, 2503.397, 380.533, 1377.0,
+                 619.633, 919.556, 96.0, 2108.59]  # fmt: skip
+    first = FIRST_HOUR
+    write_in_batches(
+        db_path,
+        [request((first + n) * HOUR_MS + 1, "/r", 200, ms) for n, ms in enumerate(durations)],
+        batch_size=100,
+    )
+
+    def results() -> tuple[Any, ...]:
+        window = Window(first * HOUR_MS, (first + 12) * HOUR_MS)
+        stats = read(db_path, read_stats, window).to_json()
+        endpoints = read(db_path, read_endpoints, window)
+        return stats, [asdict(endpoint) for endpoint in endpoints]
+
+    nothing_compacted = results()
+    compact_before(db_path, first + 12)
+    late = [request(first * HOUR_MS + 2, "/other", 200, 1.0),
+            request((first + 1) * HOUR_MS + 2, "/other", 200, 1.0)]  # fmt: skip
+    write_in_batches(db_path, late, batch_size=10)  # hours 0 and 1 are stale now
+    ten_of_twelve = results()
+    conn = sqlite3.connect(db_path)
+    conn.execute("DELETE FROM compacted_hours")
+    conn.commit()
+    conn.close()
+    none_after_late = results()
+    compact_before(db_path, first + 12)
+    all_after_late = results()
+
+    assert ten_of_twelve == none_after_late
+    assert all_after_late == none_after_late
+    route = next(r for r in nothing_compacted[0]["routes"] if r["route"] == "/r")
+    assert route["avg_ms"] == round(math.fsum(durations) / 12, 3)
+    endpoint = next(e for e in ten_of_twelve[1] if e["route"] == "/r")
+    assert endpoint["latency_ms"]["avg"] == math.fsum(durations) / 12
+
+
+def test_cancel_during_compaction_loses_nothing(db_path: Path) -> None:
+    old_hour = time.time_ns() // 1_000_000 // HOUR_MS - 2
+
+    def hold_lock(seconds: float, held: threading.Event) -> None:
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    async def run() -> None:
+        queue = EventQueue(maxsize=1000, wake_at=500)
+        writer = Writer(db_path, queue, flush_interval=0.05, compact_interval=0.3,
+                        busy_timeout_ms=3000)  # fmt: skip
+        await writer.start()
+        for n in range(10):
+            queue.put(request(old_hour * HOUR_MS + n))
+        await writer.flush()
+        held = threading.Event()
+        locker = threading.Thread(target=hold_lock, args=(1.5, held))
+        locker.start()
+        held.wait()
+        await asyncio.sleep(0.6)  # the compaction is due now and waits for the lock
+        now_ms = time.time_ns() // 1_000_000
+        for n in range(5):
+            queue.put(request(now_ms + n))
+        task = writer._task
+        assert task is not None
+        task.cancel()  # what asyncio.run() does to an app without lifespan events
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        locker.join()
+
+    asyncio.run(run())
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM requests").fetchone() == (15,)
+    assert conn.execute("SELECT count(*) FROM dropped_rollups").fetchone() == (0,)
+    conn.close()
 
 
 def test_writer_compacts_finished_hours_only(db_path: Path) -> None:
@@ -234,7 +318,7 @@ def test_failed_compaction_logged_and_writing_goes_on(
 
     with caplog.at_level(logging.WARNING, logger="hauswacht.writer.writer"):
         asyncio.run(run())
-    assert any("compacting 1 hours failed" in r.getMessage() for r in caplog.records)
+    assert any("compacting finished hours failed" in r.getMessage() for r in caplog.records)
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT count(*) FROM requests").fetchone() == (2,)
     assert conn.execute("SELECT count(*) FROM compacted_hours").fetchone() == (0,)

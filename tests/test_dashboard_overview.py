@@ -81,10 +81,11 @@ def naive_figures(conn: sqlite3.Connection, window: Window) -> dict[str, Any]:
 def compact_before(path: Path, before_hour: int) -> list[int]:
     """Compact every hour before `before_hour` that needs it, as the writer does; return them."""
     conn = sqlite3.connect(path, isolation_level=None)
+    hours = []
     try:
-        hours = compaction.stale_hours(conn, before_hour, limit=10_000)
         conn.execute("BEGIN IMMEDIATE")
-        compaction.compact(conn, hours, BASE_TS)
+        while (hour := compaction.compact_newest(conn, before_hour, BASE_TS)) is not None:
+            hours.append(hour)
         conn.execute("COMMIT")
     finally:
         conn.close()

@@ -54,7 +54,6 @@ from hauswacht.writer import histogram
 from hauswacht.writer.queries import (
     HOUR_MS,
     HOURS_COMPACTION_SQL,
-    HOURS_ENDPOINT_TOTALS_SQL,
     HOURS_STATUS_TOTALS_SQL,
     QUANTILES,
     REQUEST_HOURLY_ROWS_SQL,
@@ -68,6 +67,7 @@ from hauswacht.writer.queries import (
     hourly_row_totals,
     pick_slowest,
     read_endpoint_buckets,
+    read_endpoint_hours,
     split_compacted,
 )
 
@@ -226,28 +226,8 @@ class OverviewCache:
         endpoints: dict[int, dict[Endpoint, RollupTotals]] = {row[0]: {} for row in rows}
         status_codes: dict[int, dict[int, int]] = {row[0]: {} for row in rows}
         split = _hours_compaction(conn, endpoints)
-        rollup_rows = conn.execute(HOURS_ENDPOINT_TOTALS_SQL, split)
-        for (
-            hour,
-            route,
-            method,
-            count,
-            client,
-            server,
-            timed,
-            sum_ms,
-            min_ms,
-            max_ms,
-        ) in rollup_rows:
-            totals = endpoints[hour][(route, method)] = RollupTotals()
-            totals.count = count
-            totals.client_errors = client
-            totals.server_errors = server
-            if timed:
-                totals.timed = timed
-                totals.sum_ms = sum_ms
-                totals.min_ms = min_ms
-                totals.max_ms = max_ms
+        for (hour, route, method), totals in read_endpoint_hours(conn, split).items():
+            endpoints[hour][(route, method)] = totals
         for hour, status, count in conn.execute(HOURS_STATUS_TOTALS_SQL, split):
             status_codes[hour][status] = count
 

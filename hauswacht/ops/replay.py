@@ -101,7 +101,6 @@ MAX_PATH_LENGTH = 512  # characters of the raw path stored, as the middleware de
 MAX_REPORTED_LINES = 10  # malformed lines kept with their number and reason
 MAX_REPORTED_VALUE = 80  # characters of an offending value kept for the message
 REPLAY_BATCH_SIZE = 2000  # events, and also lines, per transaction
-COMPACTION_CHUNK = 168  # hours compacted per transaction after an import (a week)
 
 HEAD_BYTES = 64 * 1024  # bytes of content whose SHA-256 identifies a log
 STALE_CLAIM_MS = 10 * 60 * 1000  # a claim without progress for this long is abandoned
@@ -1015,11 +1014,11 @@ class _Import:
         self.batch_lines = self.batch_skipped = 0
 
     def _compact(self) -> None:
-        """Compact the finished hours this import stored events in (see compaction.py).
+        """Compact the finished hours this import stored events in, one transaction each.
 
         A failure is logged and leaves the hours to the next writer that
         compacts: readers then read them from request_rollups, which is slower
-        but gives the same figures.
+        but gives the same figures. See compaction.py.
         """
         report = self.report
         if report.first_ts is None or report.last_ts is None:
@@ -1027,16 +1026,16 @@ class _Import:
         first_hour = report.first_ts // HOUR_MS
         before_hour = min(report.last_ts // HOUR_MS + 1, _now_ms() // HOUR_MS)
         while before_hour > first_hour:
-            conn = self._connect()
-            hours = compaction.stale_hours(conn, before_hour, first_hour, COMPACTION_CHUNK)
-            if not hours:
-                return
+            compact = partial(_compact_newest, before_hour=before_hour, first_hour=first_hour)
             try:
-                self._write(partial(_compact_hours, hours=hours))
+                hour = self._write(compact)
             except ReplayWriteError as exc:
                 logger.warning("replay of %s: hours not compacted: %s", self.content.name, exc)
                 return
-            before_hour = min(hours)  # stale_hours returns the newest first
+            if hour is None:
+                return
+            # Strictly older hours next, so events arriving meanwhile cannot keep this going.
+            before_hour = hour
 
     def _release(self) -> None:
         conn, self.conn = self.conn, None
@@ -1061,8 +1060,8 @@ class _Import:
             self.progress(done, total, self.report.lines_read)
 
 
-def _compact_hours(conn: sqlite3.Connection, hours: list[int]) -> None:
-    compaction.compact(conn, hours, _now_ms())
+def _compact_newest(conn: sqlite3.Connection, before_hour: int, first_hour: int) -> int | None:
+    return compaction.compact_newest(conn, before_hour, _now_ms(), first_hour)
 
 
 def _new_record(file_id: int, claim_id: str, imported_at: int | None) -> FileRecord:

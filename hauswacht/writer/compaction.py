@@ -8,35 +8,39 @@ finished hour into endpoint_hourly and status_hourly, so readers decode one
 bucket map per endpoint and hour, however many status codes it had.
 
 Contract
-- `compact(conn, hours, now_ms)` rebuilds the compacted rows of `hours` from
-  request_rollups and records each hour's request_hourly.count in
-  compacted_hours, all from the same snapshot: the caller runs the
-  statements of `statements()` in one write transaction (BEGIN IMMEDIATE).
+- `compact_newest` rebuilds one hour inside the caller's write transaction
+  (BEGIN IMMEDIATE): it picks the newest hour in the given range whose
+  compaction is missing or stale, sums its request_rollups rows and records
+  its request_hourly.count in compacted_hours, all from one snapshot. One
+  transaction per hour keeps the write lock short.
 - An hour's compacted rows are valid while compacted_hours.request_count
   equals request_hourly.count. Every stored request adds one to that count,
   so an event stored in a compacted hour (a late event, a replayed log)
   makes the hour stale, and readers read request_rollups for it again until
   it is compacted anew (see queries.split_compacted).
-- `stale_hours` lists hours before `before_hour` with no valid compaction,
-  newest first, so the hours the dashboard shows first are done first.
-  The current hour is never compacted by the callers: it still changes.
-- Plain SQL (json_each, json_group_object) merges the buckets, so no function
-  has to be registered; it runs once per hour and is not on the request path.
+- The per-endpoint sums come from `queries.sum_rollup_rows`, the function
+  readers use for hours that are not compacted, so both give the same
+  figures, duration sums included (math.fsum).
+- Newest hours first, so the hours the dashboard shows first are done
+  first. The callers never compact the current hour: it still changes.
 
 Who compacts: the Writer, at most once per COMPACT_INTERVAL after a flush,
-up to COMPACT_HOURS hours each time; `hauswacht replay` after an import, for
-the hours it touched; and bench/dashboard_bench.py on its generated files.
+up to COMPACT_HOURS hours each time, on a connection of its own in a worker
+thread (`compact_file`); `hauswacht replay` after an import, for the hours it
+touched; and bench/dashboard_bench.py on its generated files.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Iterable
 
-import orjson
+from hauswacht.writer import histogram, schema
+from hauswacht.writer.queries import sum_rollup_rows
 
 COMPACT_INTERVAL = 60.0  # seconds between two compaction runs of one Writer
-COMPACT_HOURS = 24  # hours compacted per run and transaction, to keep the write lock short
+COMPACT_HOURS = 24  # hours one Writer run compacts at most, each in its own transaction
+NO_LOWER_BOUND = -(2**62)  # an hour before any stored hour
 
 STALE_HOURS_SQL = """
     SELECT h.hour
@@ -48,100 +52,121 @@ STALE_HOURS_SQL = """
     LIMIT :limit
 """
 
-# Every statement below takes :hours, a JSON array of hour numbers.
-_DELETE_ENDPOINTS_SQL = """
-    DELETE FROM endpoint_hourly WHERE hour IN (SELECT value FROM json_each(:hours))
+_HOUR_ROLLUP_ROWS_SQL = """
+    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms,
+           response_bytes, buckets
+    FROM request_rollups
+    WHERE hour = ?
 """
 
-_INSERT_ENDPOINTS_SQL = """
+_INSERT_ENDPOINT_SQL = """
     INSERT INTO endpoint_hourly (hour, route, method, count, client_errors, server_errors,
                                  timed_count, sum_ms, min_ms, max_ms, response_bytes, buckets)
-    SELECT totals.hour, totals.route, totals.method, totals.count, totals.client_errors,
-           totals.server_errors, totals.timed_count, totals.sum_ms, totals.min_ms,
-           totals.max_ms, totals.response_bytes, coalesce(merged.buckets, '{}')
-    FROM (
-        SELECT hour, route, method, sum(count) AS count,
-               sum(CASE WHEN status BETWEEN 400 AND 499 THEN count ELSE 0 END) AS client_errors,
-               sum(CASE WHEN status BETWEEN 500 AND 599 THEN count ELSE 0 END) AS server_errors,
-               sum(timed_count) AS timed_count, sum(sum_ms) AS sum_ms, min(min_ms) AS min_ms,
-               max(max_ms) AS max_ms, sum(response_bytes) AS response_bytes
-        FROM request_rollups
-        WHERE hour IN (SELECT value FROM json_each(:hours))
-        GROUP BY hour, route, method
-    ) AS totals
-    LEFT JOIN (
-        SELECT hour, route, method, json_group_object(key, total) AS buckets
-        FROM (
-            SELECT rollup.hour AS hour, rollup.route AS route, rollup.method AS method,
-                   bucket.key AS key, sum(bucket.value) AS total
-            FROM request_rollups AS rollup, json_each(rollup.buckets) AS bucket
-            WHERE rollup.hour IN (SELECT value FROM json_each(:hours))
-            GROUP BY rollup.hour, rollup.route, rollup.method, bucket.key
-        )
-        GROUP BY hour, route, method
-    ) AS merged USING (hour, route, method)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-_DELETE_STATUSES_SQL = """
-    DELETE FROM status_hourly WHERE hour IN (SELECT value FROM json_each(:hours))
-"""
-
-_INSERT_STATUSES_SQL = """
-    INSERT INTO status_hourly (hour, status, count)
-    SELECT hour, status, sum(count)
-    FROM request_rollups
-    WHERE hour IN (SELECT value FROM json_each(:hours))
-    GROUP BY hour, status
-"""
-
-# An hour without a request_hourly row (none stored) gets no mark, so it is
-# never reported valid.
-_MARK_HOURS_SQL = """
-    INSERT INTO compacted_hours (hour, request_count, compacted_at)
-    SELECT hour, count, :now FROM request_hourly
-    WHERE hour IN (SELECT value FROM json_each(:hours))
+_MARK_HOUR_SQL = """
+    INSERT INTO compacted_hours (hour, request_count, compacted_at) VALUES (?, ?, ?)
     ON CONFLICT (hour) DO UPDATE SET
         request_count = excluded.request_count,
         compacted_at = excluded.compacted_at
 """
 
-_DELETE_MARKS_SQL = """
-    DELETE FROM compacted_hours WHERE hour IN (SELECT value FROM json_each(:hours))
-"""
-
-_STATEMENTS = (
-    _DELETE_MARKS_SQL,
-    _DELETE_ENDPOINTS_SQL,
-    _INSERT_ENDPOINTS_SQL,
-    _DELETE_STATUSES_SQL,
-    _INSERT_STATUSES_SQL,
-    _MARK_HOURS_SQL,
-)
-
-
-def stale_params(before_hour: int, first_hour: int = -(2**62), limit: int = COMPACT_HOURS) -> dict:
-    """Return the parameters of STALE_HOURS_SQL: hours in [first_hour, before_hour)."""
-    return {"first_hour": first_hour, "last_hour": before_hour - 1, "limit": limit}
-
-
-def statements(hours: Iterable[int], now_ms: int) -> list[tuple[str, dict[str, object]]]:
-    """Return (sql, params) pairs that compact `hours`, to run in one write transaction."""
-    params = {"hours": orjson.dumps(sorted(set(hours))).decode(), "now": now_ms}
-    return [(sql, params) for sql in _STATEMENTS]
-
 
 def stale_hours(
     conn: sqlite3.Connection,
     before_hour: int,
-    first_hour: int = -(2**62),
+    first_hour: int = NO_LOWER_BOUND,
     limit: int = COMPACT_HOURS,
 ) -> list[int]:
-    """Return up to `limit` hours in [first_hour, before_hour) without a valid compaction."""
-    params = stale_params(before_hour, first_hour, limit)
+    """Return up to `limit` hours in [first_hour, before_hour) without a valid compaction.
+
+    The newest hour comes first. Hours without stored requests are never listed.
+    """
+    params = {"first_hour": first_hour, "last_hour": before_hour - 1, "limit": limit}
     return [hour for (hour,) in conn.execute(STALE_HOURS_SQL, params)]
 
 
-def compact(conn: sqlite3.Connection, hours: Iterable[int], now_ms: int) -> None:
-    """Compact `hours` on a plain sqlite3 connection inside the caller's write transaction."""
-    for sql, params in statements(hours, now_ms):
-        conn.execute(sql, params)
+def compact_newest(
+    conn: sqlite3.Connection, before_hour: int, now_ms: int, first_hour: int = NO_LOWER_BOUND
+) -> int | None:
+    """Compact the newest stale hour in [first_hour, before_hour) and return it (None: none).
+
+    Runs inside the caller's write transaction.
+    """
+    hours = stale_hours(conn, before_hour, first_hour, limit=1)
+    if not hours:
+        return None
+    hour = hours[0]
+    (request_count,) = conn.execute(
+        "SELECT count FROM request_hourly WHERE hour = ?", (hour,)
+    ).fetchone()
+    rows = conn.execute(_HOUR_ROLLUP_ROWS_SQL, (hour,)).fetchall()
+
+    totals = sum_rollup_rows(row[:9] for row in rows)
+    response_bytes: dict[tuple[int, str, str], int] = dict.fromkeys(totals, 0)
+    buckets: dict[tuple[int, str, str], dict[str, int]] = {key: {} for key in totals}
+    statuses: dict[int, int] = {}
+    for _, route, method, status, count, timed, *_, size, text in rows:
+        key = (hour, route, method)
+        response_bytes[key] += size
+        if timed:
+            histogram.merge(buckets[key], histogram.decode(text))
+        statuses[status] = statuses.get(status, 0) + count
+
+    conn.execute("DELETE FROM endpoint_hourly WHERE hour = ?", (hour,))
+    conn.executemany(
+        _INSERT_ENDPOINT_SQL,
+        [
+            (*key, entry.count, entry.client_errors, entry.server_errors, entry.timed,
+             entry.sum_ms, entry.min_ms, entry.max_ms, response_bytes[key],
+             histogram.encode(buckets[key]))
+            for key, entry in totals.items()
+        ],
+    )  # fmt: skip
+    conn.execute("DELETE FROM status_hourly WHERE hour = ?", (hour,))
+    conn.executemany(
+        "INSERT INTO status_hourly (hour, status, count) VALUES (?, ?, ?)",
+        [(hour, status, count) for status, count in statuses.items()],
+    )
+    conn.execute(_MARK_HOUR_SQL, (hour, request_count, now_ms))
+    return hour
+
+
+def compact_file(
+    path: str | os.PathLike[str],
+    before_hour: int,
+    now_ms: int,
+    busy_timeout_ms: int = schema.BUSY_TIMEOUT_MS,
+    max_page_count: int | None = None,
+) -> int | None:
+    """Compact the newest stale hour before `before_hour` on a connection of its own.
+
+    For the Writer, which runs it in a worker thread so its own connection
+    never holds a compaction transaction. `max_page_count` carries the
+    writer's size cap over to this connection. Returns the hour, or None
+    when no hour needs it. Raises sqlite3.Error when the compaction fails.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        for pragma in schema.PRAGMAS:
+            conn.execute(pragma)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if max_page_count is not None:
+            conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            hour = compact_newest(conn, before_hour, now_ms)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return hour
+    finally:
+        conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls some errors back by itself (SQLITE_FULL may).
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

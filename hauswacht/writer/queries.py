@@ -23,6 +23,7 @@ values are None when no request in the selection has a duration.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -292,19 +293,17 @@ HOURS_COMPACTION_SQL = """
     WHERE h.hour IN (SELECT value FROM json_each(:hours))
 """
 
-HOURS_ENDPOINT_TOTALS_SQL = """
+COMPACTED_ENDPOINT_ROWS_SQL = """
     SELECT hour, route, method, count, client_errors, server_errors, timed_count, sum_ms,
            min_ms, max_ms
     FROM endpoint_hourly
     WHERE hour IN (SELECT value FROM json_each(:compacted))
-    UNION ALL
-    SELECT hour, route, method, sum(count),
-           sum(CASE WHEN status BETWEEN 400 AND 499 THEN count ELSE 0 END),
-           sum(CASE WHEN status BETWEEN 500 AND 599 THEN count ELSE 0 END),
-           sum(timed_count), sum(sum_ms), min(min_ms), max(max_ms)
+"""
+
+UNCOMPACTED_ROLLUP_ROWS_SQL = """
+    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms
     FROM request_rollups
     WHERE hour IN (SELECT value FROM json_each(:uncompacted))
-    GROUP BY hour, route, method
 """
 
 HOURS_STATUS_TOTALS_SQL = """
@@ -316,13 +315,6 @@ HOURS_STATUS_TOTALS_SQL = """
     FROM request_rollups
     WHERE hour IN (SELECT value FROM json_each(:uncompacted))
     GROUP BY hour, status
-"""
-
-ENDPOINT_TOTALS_SQL = f"""
-    SELECT route, method, sum(count), sum(client_errors), sum(server_errors),
-           sum(timed_count), sum(sum_ms), min(min_ms), max(max_ms)
-    FROM ({HOURS_ENDPOINT_TOTALS_SQL})
-    GROUP BY route, method
 """
 
 STATUS_TOTALS_SQL = f"""
@@ -348,10 +340,21 @@ HOURS_ENDPOINT_BUCKETS_SQL = f"""
       AND {_CHOSEN_ENDPOINTS}
 """
 
-ROUTE_ROLLUP_ROWS_SQL = """
-    SELECT hour, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
+# One endpoint's rows of the hours of :compacted and :uncompacted. The
+# primary keys start with (hour, route, method), so each hour is one seek.
+ENDPOINT_COMPACTED_ROWS_SQL = """
+    SELECT hour, count, client_errors, server_errors, timed_count, sum_ms, min_ms, max_ms,
+           buckets
+    FROM endpoint_hourly
+    WHERE hour IN (SELECT value FROM json_each(:compacted))
+      AND route = :route AND method = :method
+"""
+
+ENDPOINT_ROLLUP_ROWS_SQL = """
+    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms, buckets
     FROM request_rollups
-    WHERE hour BETWEEN :first_hour AND :last_hour AND route = :route AND method = :method
+    WHERE hour IN (SELECT value FROM json_each(:uncompacted))
+      AND route = :route AND method = :method
 """
 
 HOURLY_ERRORS_SQL = """
@@ -684,26 +687,85 @@ def window_compaction(conn: sqlite3.Connection, window: Window) -> dict[str, str
     return split_compacted(conn.execute(WINDOW_COMPACTION_SQL, window.hour_params()))
 
 
+EndpointHour = tuple[int, str, str]  # (hour, route, method)
+
+
+def sum_rollup_rows(rows: Iterable[tuple[Any, ...]]) -> dict[EndpointHour, RollupTotals]:
+    """Sum request_rollups rows per hour and endpoint, without their buckets.
+
+    Each row is (hour, route, method, status, count, timed_count, sum_ms,
+    min_ms, max_ms). Duration sums are added with math.fsum, which rounds
+    once, so they do not depend on the order of the rows. Compaction stores
+    these same values, so compacted and uncompacted reads agree exactly.
+    """
+    totals: dict[EndpointHour, RollupTotals] = {}
+    sums: dict[EndpointHour, list[float]] = {}
+    for hour, route, method, status, count, timed, sum_ms, min_ms, max_ms in rows:
+        key = (hour, route, method)
+        entry = totals.get(key)
+        if entry is None:
+            entry = totals[key] = RollupTotals()
+            sums[key] = []
+        entry.add(status, count, timed, 0.0, min_ms, max_ms, {})  # sum_ms is set below
+        if timed:
+            sums[key].append(sum_ms)
+    for key, values in sums.items():
+        totals[key].sum_ms = math.fsum(values)
+    return totals
+
+
+def read_endpoint_hours(
+    conn: sqlite3.Connection, split: Mapping[str, str]
+) -> dict[EndpointHour, RollupTotals]:
+    """Read the totals per hour and endpoint of the hours of `split`, without buckets.
+
+    Compacted hours come from endpoint_hourly, the others are summed from
+    request_rollups by `sum_rollup_rows`.
+    """
+    result = sum_rollup_rows(conn.execute(UNCOMPACTED_ROLLUP_ROWS_SQL, split))
+    for hour, route, method, count, client, server, timed, sum_ms, min_ms, max_ms in conn.execute(
+        COMPACTED_ENDPOINT_ROWS_SQL, split
+    ):
+        totals = result[(hour, route, method)] = RollupTotals()
+        totals.count = count
+        totals.client_errors = client
+        totals.server_errors = server
+        if timed:
+            totals.timed = timed
+            totals.sum_ms = sum_ms
+            totals.min_ms = min_ms
+            totals.max_ms = max_ms
+    return result
+
+
 def _read_endpoint_totals(
     conn: sqlite3.Connection, split: Mapping[str, str]
 ) -> tuple[list[EndpointStats], dict[int, int]]:
-    """Read every endpoint's counts and average latency, and the count per status code."""
+    """Read every endpoint's counts and average latency, and the count per status code.
+
+    Duration sums over the hours are added with math.fsum, so the figures do
+    not depend on which hours are compacted.
+    """
+    per_endpoint: dict[tuple[str, str], RollupTotals] = {}
+    sums: dict[tuple[str, str], list[float]] = {}
+    for (_, route, method), hour_totals in read_endpoint_hours(conn, split).items():
+        key = (route, method)
+        totals = per_endpoint.get(key)
+        if totals is None:
+            totals = per_endpoint[key] = RollupTotals()
+            sums[key] = []
+        sums[key].append(hour_totals.sum_ms)
+        hour_totals.sum_ms = 0.0
+        hour_totals.buckets = {}
+        totals.merge(hour_totals)
+
     endpoints = []
-    for (
-        route,
-        method,
-        count,
-        client_errors,
-        server_errors,
-        timed,
-        sum_ms,
-        min_ms,
-        max_ms,
-    ) in conn.execute(ENDPOINT_TOTALS_SQL, split):
-        latency = Latency(avg=_average(sum_ms, timed), max=max_ms if timed else None)
+    for (route, method), totals in per_endpoint.items():
+        totals.sum_ms = math.fsum(sums[(route, method)])
+        latency = Latency(avg=_average(totals.sum_ms, totals.timed), max=totals.max_ms)
         endpoints.append(
-            EndpointStats(route, method, count, client_errors, server_errors, latency,
-                          min_ms if timed else None)
+            EndpointStats(route, method, totals.count, totals.client_errors,
+                          totals.server_errors, latency, totals.min_ms)
         )  # fmt: skip
     endpoints.sort(key=lambda endpoint: (-endpoint.requests, endpoint.route, endpoint.method))
     status_codes = {status: count for status, count in conn.execute(STATUS_TOTALS_SQL, split)}
@@ -835,19 +897,32 @@ def read_endpoint_history(
     The totals are None when the pair has no requests in the window.
     `errors` and `dropped` of the points stay 0: error and drop rollups have no route.
     """
-    params = {**window.hour_params(), "route": route, "method": method}
-    per_hour: dict[int, RollupTotals] = {}
-    total = RollupTotals()
-    for hour, status, count, timed, sum_ms, min_ms, max_ms, text in conn.execute(
-        ROUTE_ROLLUP_ROWS_SQL, params
+    params = {**window_compaction(conn, window), "route": route, "method": method}
+    rows = conn.execute(ENDPOINT_ROLLUP_ROWS_SQL, params).fetchall()
+    per_hour: dict[int, RollupTotals] = {
+        hour: totals for (hour, _, _), totals in sum_rollup_rows(row[:9] for row in rows).items()
+    }
+    for hour, _, _, _, _, timed, *_, text in rows:
+        if timed:
+            histogram.merge(per_hour[hour].buckets, histogram.decode(text))
+    for hour, count, client, server, timed, sum_ms, min_ms, max_ms, text in conn.execute(
+        ENDPOINT_COMPACTED_ROWS_SQL, params
     ):
-        hour_totals = per_hour.get(hour)
-        if hour_totals is None:
-            hour_totals = per_hour[hour] = RollupTotals()
-        hour_totals.add(status, count, timed, sum_ms, min_ms, max_ms,
-                        histogram.decode(text) if timed else {})  # fmt: skip
+        totals = per_hour[hour] = RollupTotals()
+        totals.count = count
+        totals.client_errors = client
+        totals.server_errors = server
+        if timed:
+            totals.timed = timed
+            totals.sum_ms = sum_ms
+            totals.min_ms = min_ms
+            totals.max_ms = max_ms
+            totals.buckets = histogram.decode(text)
+    total = RollupTotals()
     for hour_totals in per_hour.values():
         total.merge(hour_totals)
+    # Added exactly, so the average does not depend on which hours are compacted.
+    total.sum_ms = math.fsum(hour_totals.sum_ms for hour_totals in per_hour.values())
     stats = None
     if per_hour:
         stats = EndpointStats(route, method, total.count, total.client_errors,

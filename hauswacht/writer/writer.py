@@ -229,6 +229,7 @@ class Writer:
 
         self._health_due = math.inf
         self._compact_due = math.inf
+        self._max_page_count: int | None = None  # the size cap, for compaction's connection
         self._health_retries = 0
         self._health_dropped = 0
 
@@ -293,6 +294,7 @@ class Writer:
         pages = max(1, int(self.max_db_mb * 1024 * 1024) // page_size)
         async with db.execute(f"PRAGMA max_page_count = {pages}") as cursor:
             (granted,) = await cursor.fetchone()
+        self._max_page_count = granted
         if granted != pages:
             # SQLite never sets the cap below the current size of the file.
             logger.warning(
@@ -404,52 +406,49 @@ class Writer:
         await self._finish()
 
     async def _compact(self) -> None:
-        """Compact up to COMPACT_HOURS finished hours that need it, in one transaction.
+        """Compact up to COMPACT_HOURS finished hours that need it, newest first.
 
-        Failures are logged (rate-limited) and retried at the next due time;
-        they never stop the writer. See compaction.py.
+        Each hour is one short transaction on a connection of its own in a
+        worker thread, so this connection never holds a compaction
+        transaction, also not when this task is cancelled. Failures are
+        logged (rate-limited) and retried at the next due time; they never
+        stop the writer. See compaction.py.
         """
         self._compact_due = time.monotonic() + self.compact_interval
-        db = self._db
-        if db is None:
-            return
-        hours: list[int] = []
-        params = compaction.stale_params(before_hour=_now_ms() // HOUR_MS)
+        before_hour = _now_ms() // HOUR_MS
         started = time.perf_counter()
+        compacted = 0
         try:
-            async with db.execute(compaction.STALE_HOURS_SQL, params) as cursor:
-                hours = [hour for (hour,) in await cursor.fetchall()]
-            if not hours:
-                return
-            # The lock keeps a concurrent flush() from starting a batch inside this transaction.
-            async with self._write_lock:
-                if self._in_flight is not None and not self._in_flight.done():
-                    await asyncio.wait({self._in_flight})
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, statement_params in compaction.statements(hours, _now_ms()):
-                        await db.execute(sql, statement_params)
-                    await db.execute("COMMIT")
-                except BaseException:
-                    # Also on cancellation: the next batch must not find this transaction open.
-                    await asyncio.shield(self._rollback())
-                    raise
+            for _ in range(compaction.COMPACT_HOURS):
+                hour = await asyncio.to_thread(
+                    compaction.compact_file,
+                    self.path,
+                    before_hour,
+                    _now_ms(),
+                    self.busy_timeout_ms,
+                    self._max_page_count,
+                )
+                if hour is None:
+                    break
+                compacted += 1
         except sqlite3.Error as exc:
             self._warnings.warning(
                 "compaction",
-                "writer for %s: compacting %d hours failed: %s; retrying in %.0f s",
+                "writer for %s: compacting finished hours failed after %d hours: %s; "
+                "retrying in %.0f s",
                 self.path,
-                len(hours),
+                compacted,
                 exc,
                 self.compact_interval,
             )
             return
-        logger.debug(
-            "writer for %s: compacted %d hours in %.1f ms",
-            self.path,
-            len(hours),
-            (time.perf_counter() - started) * 1000,
-        )
+        if compacted:
+            logger.debug(
+                "writer for %s: compacted %d hours in %.1f ms",
+                self.path,
+                compacted,
+                (time.perf_counter() - started) * 1000,
+            )
 
     async def _finish(self) -> None:
         """Drain queue and retry list within the shutdown limits, then close the connection."""
