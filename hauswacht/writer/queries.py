@@ -458,6 +458,32 @@ class RollupTotals:
         self.max_ms: float | None = None
         self.buckets: dict[str, int] = {}
 
+    @classmethod
+    def of(
+        cls,
+        count: int,
+        client_errors: int,
+        server_errors: int,
+        timed: int,
+        sum_ms: float,
+        min_ms: float | None,
+        max_ms: float | None,
+        buckets_text: str | None = None,
+    ) -> RollupTotals:
+        """Build totals from the columns of a summed row; buckets are decoded when given."""
+        totals = cls()
+        totals.count = count
+        totals.client_errors = client_errors
+        totals.server_errors = server_errors
+        if timed:
+            totals.timed = timed
+            totals.sum_ms = sum_ms
+            totals.min_ms = min_ms
+            totals.max_ms = max_ms
+            if buckets_text is not None:
+                totals.buckets = histogram.decode(buckets_text)
+        return totals
+
     def add(
         self,
         status: int,
@@ -650,17 +676,8 @@ def finish_overview(
 def hourly_row_totals(row: tuple[Any, ...]) -> RollupTotals:
     """Return the totals of one REQUEST_HOURLY_ROWS_SQL row, with its buckets decoded."""
     _, count, timed, sum_ms, min_ms, max_ms, client_errors, server_errors, text = row
-    totals = RollupTotals()
-    totals.count = count
-    totals.client_errors = client_errors
-    totals.server_errors = server_errors
-    if timed:
-        totals.timed = timed
-        totals.sum_ms = sum_ms
-        totals.min_ms = min_ms
-        totals.max_ms = max_ms
-        totals.buckets = histogram.decode(text)
-    return totals
+    return RollupTotals.of(count, client_errors, server_errors, timed, sum_ms, min_ms, max_ms,
+                           text)  # fmt: skip
 
 
 def _read_hourly(conn: sqlite3.Connection, params: Mapping[str, int]) -> dict[int, RollupTotals]:
@@ -723,18 +740,8 @@ def read_endpoint_hours(
     request_rollups by `sum_rollup_rows`.
     """
     result = sum_rollup_rows(conn.execute(UNCOMPACTED_ROLLUP_ROWS_SQL, split))
-    for hour, route, method, count, client, server, timed, sum_ms, min_ms, max_ms in conn.execute(
-        COMPACTED_ENDPOINT_ROWS_SQL, split
-    ):
-        totals = result[(hour, route, method)] = RollupTotals()
-        totals.count = count
-        totals.client_errors = client
-        totals.server_errors = server
-        if timed:
-            totals.timed = timed
-            totals.sum_ms = sum_ms
-            totals.min_ms = min_ms
-            totals.max_ms = max_ms
+    for hour, route, method, *columns in conn.execute(COMPACTED_ENDPOINT_ROWS_SQL, split):
+        result[(hour, route, method)] = RollupTotals.of(*columns)
     return result
 
 
@@ -905,19 +912,8 @@ def read_endpoint_history(
     for hour, _, _, _, _, timed, *_, text in rows:
         if timed:
             histogram.merge(per_hour[hour].buckets, histogram.decode(text))
-    for hour, count, client, server, timed, sum_ms, min_ms, max_ms, text in conn.execute(
-        ENDPOINT_COMPACTED_ROWS_SQL, params
-    ):
-        totals = per_hour[hour] = RollupTotals()
-        totals.count = count
-        totals.client_errors = client
-        totals.server_errors = server
-        if timed:
-            totals.timed = timed
-            totals.sum_ms = sum_ms
-            totals.min_ms = min_ms
-            totals.max_ms = max_ms
-            totals.buckets = histogram.decode(text)
+    for hour, *columns in conn.execute(ENDPOINT_COMPACTED_ROWS_SQL, params):
+        per_hour[hour] = RollupTotals.of(*columns)
     total = RollupTotals()
     for hour_totals in per_hour.values():
         total.merge(hour_totals)
