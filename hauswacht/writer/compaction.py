@@ -1,7 +1,7 @@
 """Compaction of finished hours: request_rollups summed per endpoint and per status code.
 
 The overview and the endpoints page need, per hour, totals per (route,
-method) and per status code. request_rollups holds one row per (route,
+method) and per status code. request_rollups has one row per (route,
 method, status), so a busy hour has several times more rows than endpoints,
 each with its own buckets to merge. Compaction writes those sums once per
 finished hour into endpoint_hourly and status_hourly, so readers decode one
@@ -142,8 +142,8 @@ def compact_file(
 ) -> int | None:
     """Compact the newest stale hour before `before_hour` on a connection of its own.
 
-    For the Writer, which runs it in a worker thread so its own connection
-    never holds a compaction transaction. `max_page_count` carries the
+    For the Writer, which runs it in a worker thread so that its own
+    connection never has a compaction transaction open. `max_page_count` carries the
     writer's size cap over to this connection. Returns the hour, or None
     when no hour needs it. Raises sqlite3.Error when the compaction fails.
     """

@@ -21,6 +21,9 @@ Contract
   The one exception: when shutdown gives up (see below) neither the events
   still in memory nor the drop counts can be stored. Both are counted in
   the queue's `dropped` total and logged.
+- About once per `compact_interval` (60 s), after a flush that did not fail, the
+  flush task compacts finished hours (compaction.py): each hour in a
+  transaction of its own, on a separate connection in a worker thread.
 
 Failures
 - "database is locked" (SQLITE_BUSY after busy_timeout): the batch is kept
