@@ -23,6 +23,7 @@ values are None when no request in the selection has a duration.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -753,27 +754,44 @@ def _read_endpoint_totals(
     Duration sums over the hours are added with math.fsum, so the figures do
     not depend on which hours are compacted.
     """
-    per_endpoint: dict[tuple[str, str], RollupTotals] = {}
-    sums: dict[tuple[str, str], list[float]] = {}
-    for (_, route, method), hour_totals in read_endpoint_hours(conn, split).items():
-        key = (route, method)
-        totals = per_endpoint.get(key)
-        if totals is None:
-            totals = per_endpoint[key] = RollupTotals()
-            sums[key] = []
-        sums[key].append(hour_totals.sum_ms)
-        hour_totals.sum_ms = 0.0
-        hour_totals.buckets = {}
-        totals.merge(hour_totals)
+    uncompacted = sum_rollup_rows(conn.execute(UNCOMPACTED_ROLLUP_ROWS_SQL, split))
+    rows = itertools.chain(
+        (row[1:] for row in conn.execute(COMPACTED_ENDPOINT_ROWS_SQL, split)),
+        (
+            (route, method, t.count, t.client_errors, t.server_errors, t.timed, t.sum_ms,
+             t.min_ms, t.max_ms)
+            for (_, route, method), t in uncompacted.items()
+        ),
+    )  # fmt: skip
+    # Per endpoint: count, 4xx, 5xx, timed count, duration sums of its hours, min, max.
+    per_endpoint: dict[tuple[str, str], list[Any]] = {}
+    for route, method, count, client, server, timed, sum_ms, min_ms, max_ms in rows:
+        entry = per_endpoint.get((route, method))
+        if entry is None:
+            entry = per_endpoint[(route, method)] = [0, 0, 0, 0, [], None, None]
+        entry[0] += count
+        entry[1] += client
+        entry[2] += server
+        if timed:
+            entry[3] += timed
+            entry[4].append(sum_ms)
+            if entry[5] is None or min_ms < entry[5]:
+                entry[5] = min_ms
+            if entry[6] is None or max_ms > entry[6]:
+                entry[6] = max_ms
 
     endpoints = []
-    for (route, method), totals in per_endpoint.items():
-        totals.sum_ms = math.fsum(sums[(route, method)])
-        latency = Latency(avg=_average(totals.sum_ms, totals.timed), max=totals.max_ms)
-        endpoints.append(
-            EndpointStats(route, method, totals.count, totals.client_errors,
-                          totals.server_errors, latency, totals.min_ms)
-        )  # fmt: skip
+    for (route, method), (
+        count,
+        client,
+        server,
+        timed,
+        sums,
+        min_ms,
+        max_ms,
+    ) in per_endpoint.items():
+        latency = Latency(avg=_average(math.fsum(sums), timed), max=max_ms)
+        endpoints.append(EndpointStats(route, method, count, client, server, latency, min_ms))
     endpoints.sort(key=lambda endpoint: (-endpoint.requests, endpoint.route, endpoint.method))
     status_codes = {status: count for status, count in conn.execute(STATUS_TOTALS_SQL, split)}
     return endpoints, dict(sorted(status_codes.items()))
