@@ -7,10 +7,12 @@ in these tests, so which hours count as "current" does not depend on today's dat
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import sqlite3
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -275,3 +277,48 @@ def test_cache_reads_no_raw_tables(database: Path) -> None:
     rollups = {"request_hourly", "request_rollups", "error_rollups", "dropped_rollups",
                "endpoint_hourly", "status_hourly", "compacted_hours"}  # fmt: skip
     assert tables_read - {"sqlite_master", "json_each"} == rollups
+
+
+def wait_for(condition: Any, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_startup_fills_cache_for_presets(tmp_path: Path) -> None:
+    now_hour = time.time_ns() // 1_000_000 // HOUR_MS
+    hours_back = [0, 1, 2, 30, 24 * 6, 24 * 29, 24 * 40]  # the last one is outside every preset
+    path = tmp_path / "events.db"
+    write_events(path, [event((now_hour - back) * HOUR_MS + 60_000, "/tours", 200, 5.0)
+                        for back in hours_back])  # fmt: skip
+    UserStore(tmp_path / "users.json").set_password(USER, PASSWORD)
+    app = create_app(path, users_file=tmp_path / "users.json",
+                     secret_key_file=tmp_path / "secret.key")  # fmt: skip
+    cache = app.state.dashboard.overview_cache
+
+    with serve(app, lifespan="on") as base, httpx.Client(base_url=base) as client:
+        # Every finished hour with events in the last 30 days; the current hour is never kept.
+        wait_for(lambda: len(cache) == 5)
+        misses = cache.misses
+        assert login(client).status_code == 303
+        for range_key in ("1h", "24h", "7d", "30d"):
+            page = client.get("/", params={"range": range_key})
+            assert page.status_code == 200
+        assert cache.misses - misses == 4  # only the current hour, once per page
+
+
+def test_startup_with_missing_database_serves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    UserStore(tmp_path / "users.json").set_password(USER, PASSWORD)
+    app = create_app(tmp_path / "missing.db", users_file=tmp_path / "users.json",
+                     secret_key_file=tmp_path / "secret.key")  # fmt: skip
+    with (
+        caplog.at_level(logging.INFO, logger="hauswacht.dashboard.app"),
+        serve(app, lifespan="on") as base,
+        httpx.Client(base_url=base) as client,
+    ):
+        wait_for(lambda: "not filled at startup" in caplog.text)
+        assert client.get("/login").status_code == 200
+    assert "missing.db: no such file" in caplog.text

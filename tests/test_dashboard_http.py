@@ -158,13 +158,16 @@ def make_database(folder: Path) -> Path:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve `app` under uvicorn on a free 127.0.0.1 port; yield its base URL."""
+def serve(app: Any, lifespan: str = "off") -> Iterator[str]:
+    """Serve `app` under uvicorn on a free 127.0.0.1 port; yield its base URL.
+
+    Lifespan events are off by default, so the overview cache starts empty.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])), name="dashboard-server"
     )

@@ -8,10 +8,13 @@ can only read rollups and error groups, and its cost does not grow with the
 number of stored events. The one write, an error group's status, opens a
 separate read-write connection for that single UPDATE.
 
-The app needs no lifespan and keeps no open connection, so it can be served
-on its own (`hauswacht dashboard`) or mounted inside another Starlette or
-FastAPI app (`app.mount("/monitoring", create_app(...))`). Links, redirects
-and the cookie path follow the mount point (`root_path`).
+The app keeps no open connection, so it can be served on its own
+(`hauswacht dashboard`) or mounted inside another Starlette or FastAPI app
+(`app.mount("/monitoring", create_app(...))`). Links, redirects and the
+cookie path follow the mount point (`root_path`). At lifespan startup it reads
+the overview of each preset range once in a background thread, so the first
+page loads find their hours in the overview cache. Mounted apps get no
+lifespan events from Starlette; there the first load of a range reads it.
 
 Every page and API route needs a login, except /login and /static. Responses
 always carry a Content-Security-Policy without inline script, `X-Frame-Options:
@@ -22,11 +25,13 @@ DENY`, `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +59,10 @@ from hauswacht.dashboard.i18n import (
     timezone_name,
     tr,
 )
-from hauswacht.dashboard.params import BadParameter
+from hauswacht.dashboard.params import PRESET_HOURS, BadParameter
 from hauswacht.i18n import LANGUAGES, normalize_language
 from hauswacht.writer import schema
+from hauswacht.writer.queries import HOUR_MS, Window
 
 logger = logging.getLogger(__name__)
 
@@ -552,6 +558,27 @@ def slash_breaks(text: str) -> Markup:
     return Markup(str(escape(text)).replace("/", "/<wbr>"))
 
 
+def warm_overview_cache(dashboard: Dashboard) -> None:
+    """Read the overview of each preset range, the longest first, to fill the overview cache.
+
+    A missing or unusable database is logged and left to the pages, which report it.
+    """
+    now_ms = time.time_ns() // 1_000_000
+    started = time.perf_counter()
+    try:
+        for hours in sorted(PRESET_HOURS.values(), reverse=True):
+            window = Window(now_ms - hours * HOUR_MS, now_ms + 1)
+            dashboard.read_sync(dashboard.overview_cache.read_overview, window)
+    except schema.DatabaseError as exc:
+        logger.info("dashboard: overview cache not filled at startup: %s", exc)
+        return
+    logger.info(
+        "dashboard: overview cache filled with %d hours in %.0f ms",
+        len(dashboard.overview_cache),
+        (time.perf_counter() - started) * 1000,
+    )
+
+
 def create_app(
     database: str | os.PathLike[str],
     *,
@@ -596,7 +623,17 @@ def create_app(
             return dashboard.problem(ctx, 404, "not_found_title", message, api)
         return dashboard.problem(ctx, exc.status_code, "bad_request_title", str(exc.detail), api)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threading.Thread(
+            target=warm_overview_cache,
+            args=(dashboard,),
+            name="hauswacht dashboard cache warm-up",
+            daemon=True,  # never delays a shutdown; the cache is only in memory
+        ).start()
+        yield
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found}, lifespan=lifespan)
     app.add_middleware(SecurityHeadersMiddleware)
     app.state.dashboard = dashboard
     return app
