@@ -340,8 +340,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{DAYS} days of request events with their hourly rollups; the overview read from "
         "the rollups (data only, and the whole page in process) against the same figures "
         "by grouping and sorting the raw rows (naive). The page is timed with the "
-        "dashboard's hour cache warm (steady state under auto-refresh) and emptied before "
-        "each request (cold). Median ms (`bench/dashboard_bench.py`).",
+        "dashboard's hour cache warm (steady state under auto-refresh; a dashboard fills it "
+        "for the preset ranges when it starts) and emptied before each request (cold). "
+        "Median ms (`bench/dashboard_bench.py`).",
         "",
         "| raw events | rollup rows | range | rollups, data | page, warm | page, cold | naive "
         "| target |",
