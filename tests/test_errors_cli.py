@@ -357,3 +357,22 @@ def test_tokens_from_before_scopes_allow_all(tmp_path: Path) -> None:
     assert verifier.verify(token, SCOPE_INGEST) == "legacy"
     assert verifier.verify(token, SCOPE_SENTRY) == "legacy"
     verifier.close()
+
+
+def test_text_output_escapes_control_characters(db_path: Path) -> None:
+    event = error(NOW, "Evil\x1b[5mBlink", "v\x1b[0m\x07\u202e")
+    event.data["exceptions"][0]["frames"][0]["function"] = "plan\x1b]0;title\x07"
+    event.data["breadcrumbs"] = [{"category": "ui\x1b[2J", "message": "m"}]
+    write(db_path, event)
+
+    listed = run_cli("errors", "list", "--db", str(db_path))
+    shown = run_cli("errors", "show", "1", "--db", str(db_path))
+
+    for result in (listed, shown):
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout
+        assert "\x07" not in result.stdout
+        assert "\u202e" not in result.stdout
+    assert "Evil\\x1b[5mBlink: v\\x1b[0m\\x07\\u202e" in listed.stdout
+    assert "in plan\\x1b]0;title\\x07" in shown.stdout
+    assert "    ui\\x1b[2J m" in shown.stdout.splitlines()

@@ -22,6 +22,7 @@ import orjson
 from hauswacht.cli.common import (
     add_database_option,
     describe_database_error,
+    escape_control,
     fail,
     render_table,
     resolve_database,
@@ -182,6 +183,16 @@ def write_lines(lines: Iterable[str]) -> int:
     return 0
 
 
+def write_text(lines: Iterable[str]) -> int:
+    """Write human-readable `lines` like `write_lines`, with control characters escaped.
+
+    Types, messages, frames and breadcrumbs come from events, which anyone
+    with an ingest token can send, so they must not reach a terminal as
+    escape sequences (see `escape_control`). JSON output escapes them itself.
+    """
+    return write_lines(escape_control(line) for line in lines)
+
+
 def status_text(status: str, lang: str) -> str:
     """Return the name of a group status in `lang` (the stored names are English)."""
     if status in STATUSES:
@@ -240,7 +251,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         return _print_json([group.to_json() for group in groups])
     if not groups:
-        return write_lines([tr("none", lang)])
+        return write_text([tr("none", lang)])
     rows = [
         [
             str(group.id),
@@ -258,7 +269,7 @@ def run_list(args: argparse.Namespace) -> int:
     texts = [error_header, "-" * len(error_header)] + [
         _shorten(f"{group.type}: {group.message}", MAX_MESSAGE_WIDTH) for group in groups
     ]
-    return write_lines(f"{line}  {text}".rstrip() for line, text in zip(lines, texts, strict=True))
+    return write_text(f"{line}  {text}".rstrip() for line, text in zip(lines, texts, strict=True))
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -283,7 +294,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     if args.json:
         return _print_json(detail.to_json())
-    return write_lines(format_detail(detail, lang))
+    return write_text(format_detail(detail, lang))
 
 
 def format_detail(detail: GroupDetail, lang: str) -> list[str]:
@@ -375,4 +386,4 @@ def run_set_status(args: argparse.Namespace) -> int:
         return fail(tr("not_found", lang, id=group_id))
     except schema.DatabaseError as exc:
         return fail(describe_database_error(path, exc, lang))
-    return write_lines([tr("updated", lang, id=group_id, status=status_text(status, lang))])
+    return write_text([tr("updated", lang, id=group_id, status=status_text(status, lang))])

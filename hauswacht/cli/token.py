@@ -23,7 +23,7 @@ from hauswacht.cli.common import (
     render_table,
     resolve_database,
 )
-from hauswacht.cli.errors import write_lines
+from hauswacht.cli.errors import write_lines, write_text
 from hauswacht.i18n import translate
 from hauswacht.writer import schema
 from hauswacht.writer.tokens import (
@@ -228,7 +228,7 @@ def run_create(args: argparse.Namespace) -> int:
             f'  curl -H "Authorization: Bearer {token}" -H "Content-Type: application/x-ndjson" '
             f"--data-binary @events.ndjson {ingest_url}",
         ]
-    return write_lines(lines)
+    return write_text(lines)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -250,7 +250,7 @@ def run_list(args: argparse.Namespace) -> int:
         ]
         return write_lines([orjson.dumps(rows).decode()])
     if not tokens:
-        return write_lines([tr("none", lang)])
+        return write_text([tr("none", lang)])
     rows_text = []
     for info in tokens:
         if info.revoked_at is None:
@@ -259,7 +259,7 @@ def run_list(args: argparse.Namespace) -> int:
             state = tr("revoked_at", lang, time=_time(info.revoked_at))
         rows_text.append([info.name, info.scope, _time(info.created_at), state])
     headers = [tr("name", lang), tr("scope", lang), tr("created_at", lang), tr("state", lang)]
-    return write_lines(render_table(headers, rows_text, left_columns=4))
+    return write_text(render_table(headers, rows_text, left_columns=4))
 
 
 def run_revoke(args: argparse.Namespace) -> int:
@@ -273,4 +273,4 @@ def run_revoke(args: argparse.Namespace) -> int:
         return fail(tr("missing", lang, name=args.name))
     except schema.DatabaseError as exc:
         return fail(describe_database_error(path, exc, lang))
-    return write_lines([tr("revoked", lang, name=args.name)])
+    return write_text([tr("revoked", lang, name=args.name)])
