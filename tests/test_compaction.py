@@ -365,3 +365,31 @@ def test_migration_from_version_5_leaves_hours_uncompacted(db_path: Path) -> Non
     overview = read(db_path, read_overview, Window())
     assert overview.requests == 5
     assert compaction_marks(db_path) == {}
+
+
+def test_stats_read_from_one_snapshot(tmp_path: Path) -> None:
+    path = make_database(tmp_path)
+    late = [request(BASE_TS + 6 * HOUR_MS + n, "/late", 503, 2.0) for n in range(7)]
+    conn = schema.open_readonly(path)
+    statements: list[str] = []
+
+    def write_after_first_select(sql: str) -> None:
+        # A writer commits between the statements of one read_stats call: after
+        # BEGIN and the first SELECT, which starts the read snapshot.
+        statements.append(sql)
+        if len(statements) == 3:
+            write_in_batches(path, late, batch_size=10)
+
+    conn.set_trace_callback(write_after_first_select)
+    try:
+        stats = read_stats(conn, WINDOWS["24h"], 100).to_json()
+    finally:
+        conn.close()
+
+    assert len(statements) > 3
+    assert stats["requests"] == sum(stats["status"].values())
+    assert stats["requests"] == sum(route["requests"] for route in stats["routes"])
+    assert all(route["route"] != "/late" for route in stats["routes"])
+    assert read(path, read_stats, WINDOWS["24h"], 100).to_json()["status"]["5xx"] == (
+        stats["status"]["5xx"] + 7
+    )

@@ -61,7 +61,7 @@ from hauswacht.dashboard.i18n import (
 )
 from hauswacht.dashboard.params import PRESET_HOURS, BadParameter
 from hauswacht.i18n import LANGUAGES, normalize_language
-from hauswacht.writer import schema
+from hauswacht.writer import queries, schema
 from hauswacht.writer.queries import HOUR_MS, Window
 
 logger = logging.getLogger(__name__)
@@ -240,9 +240,11 @@ class Dashboard:
         return conn
 
     def read_sync(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run `function(conn, *args)` in one read transaction on a fresh read-only connection."""
         conn = self.connect()
         try:
-            return function(conn, *args)
+            with queries.snapshot(conn):
+                return function(conn, *args)
         except sqlite3.Error as exc:
             raise schema.DatabaseError(f"{self.database}: cannot read ({exc})") from exc
         finally:

@@ -22,11 +22,12 @@ values are None when no request in the selection has a duration.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -188,6 +189,23 @@ def _average(total_ms: float | None, timed: int | None) -> float | None:
     return total_ms / timed
 
 
+@contextlib.contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run the enclosed reads in one read transaction, so they all see the same commit.
+
+    Without it, a writer committing between two SELECTs could make totals
+    and their breakdowns disagree. Inside an open transaction it does nothing.
+    """
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.rollback()
+
+
 def read_stats(
     conn: sqlite3.Connection, window: Window | None = None, route_limit: int = 10
 ) -> Stats:
@@ -195,8 +213,13 @@ def read_stats(
 
     Totals, latency and the hourly list come from request_hourly (one row
     per hour), status codes and routes from the compacted hours where valid
-    and from request_rollups otherwise.
+    and from request_rollups otherwise. All from one snapshot.
     """
+    with snapshot(conn):
+        return _read_stats(conn, window, route_limit)
+
+
+def _read_stats(conn: sqlite3.Connection, window: Window | None, route_limit: int) -> Stats:
     window = window or Window()
     params = window.hour_params()
     stats = Stats()
@@ -866,7 +889,13 @@ def read_overview(
     With an open side the hourly series spans the stored data on that side.
     A bounded window gets one point per hour, with zeros for empty hours.
     Only the `slowest` endpoints (highest average latency) get percentiles.
+    All figures come from one snapshot.
     """
+    with snapshot(conn):
+        return _read_overview(conn, window, slowest)
+
+
+def _read_overview(conn: sqlite3.Connection, window: Window, slowest: int) -> Overview:
     # NOTE: buckets are decoded for one request_hourly row per hour and for
     # one row per compacted hour of each of the `slowest` endpoints. The cost
     # does not grow with the raw rows. It grows with the endpoints seen per
