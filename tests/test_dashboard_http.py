@@ -873,3 +873,14 @@ def test_group_page_shows_contexts_and_breadcrumbs(tmp_path: Path) -> None:
     assert "&lt;b&gt;x&lt;/b&gt;" in html
     assert "<b>x</b>" not in html
     assert "<td>–</td><td>query</td>" in html
+
+
+def test_plus_offset_typed_unencoded(client: httpx.Client) -> None:
+    # A "+" left unencoded in a query string arrives as a space. H0 is 16:00 UTC.
+    encoded = client.get("/api/stats?from=2015-08-19T18:00%2B02:00&to=2015-08-19T21:00%2B02:00")
+    typed = client.get("/api/stats?from=2015-08-19T18:00+02:00&to=2015-08-19T21:00+02:00")
+    utc = client.get("/api/stats?from=2015-08-19T16:00Z&to=2015-08-19T19:00Z")
+
+    assert typed.status_code == 200, typed.text
+    assert typed.json()["requests"] > 0
+    assert typed.json() == encoded.json() == utc.json()

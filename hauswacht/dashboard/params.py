@@ -22,6 +22,7 @@ the window can be formatted.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -136,12 +137,17 @@ def _local_time_exists(moment: dt.datetime) -> bool:
     return round_trip.replace(tzinfo=None) == moment.replace(tzinfo=None)
 
 
+# A "+" typed into a query string arrives as a space ("10:00+02:00" becomes
+# "10:00 02:00"): a space between a time of day and a UTC offset is read as "+".
+_PLUS_SENT_AS_SPACE = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d(?::?\d\d)?)$")
+
+
 def parse_moment(text: str, name: str, zone: dt.tzinfo, lang: str) -> int:
     """Parse an ISO 8601 date or time, or epoch ms, into epoch ms; no offset means `zone`.
 
     The result lies in [MIN_EPOCH_MS, MAX_EPOCH_MS]; anything else raises BadParameter.
     """
-    stripped = text.strip()
+    stripped = _PLUS_SENT_AS_SPACE.sub(r"\1+\2", text.strip())
     bad_time = BadParameter(
         name, tr("bad_time", lang, value=_shown(text), name=name, zone=timezone_name(zone))
     )
