@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hauswacht.collector.ingest_schema import parse_event
+from hauswacht.collector.ingest_schema import SchemaError, parse_event
 from hauswacht.collector.sentry import convert_event
 from hauswacht.collector.tracebacks import parse_traceback
 from hauswacht.writer.aggregate import MAX_SAMPLES
@@ -287,3 +287,23 @@ def test_samples_bounded_first_and_regressions_kept(db_path: Path) -> None:
         .fetchone()[0]
     )
     assert first["message"] == f"tour {NOW} not found"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (
+            "timestamp",
+            "0001-01-01T00:00:00",
+            "invalid timestamp '0001-01-01T00:00:00': out of range",
+        ),
+        ("timestamp", 1e20, "JSON numbers beyond 64 bits or with a fraction are not integers"),
+        ("http.response.body.size", 2**64, f"expected an integer from 0 to {2**63 - 1}"),
+    ],
+)
+def test_request_field_errors_name_value(field: str, value: object, expected: str) -> None:
+    fields = {"type": "request", "http.request.method": "GET", "url.path": "/x",
+              "http.response.status_code": 200, field: value}  # fmt: skip
+    with pytest.raises(SchemaError) as caught:
+        parse_event(fields, NOW)
+    assert expected in str(caught.value)

@@ -197,10 +197,14 @@ def _timestamp(value: Any, now_ms: int) -> int:
     else:
         raise SchemaError(
             f"invalid timestamp {_show(value)}: expected an integer (epoch milliseconds) "
-            "or an ISO 8601 string"
+            "or an ISO 8601 string; JSON numbers beyond 64 bits or with a fraction are not "
+            "integers"
         )
     if not 0 <= ts <= MAX_TS:
-        raise SchemaError(f"invalid timestamp {ts}: out of range (epoch milliseconds, UTC)")
+        raise SchemaError(
+            f"invalid timestamp {_show(value)}: out of range; expected 1970-01-01 to "
+            "9999-12-31 (UTC)"
+        )
     if ts > now_ms + MAX_CLOCK_SKEW_MS:
         return now_ms
     return ts
@@ -386,7 +390,8 @@ def _request_checked(obj: dict[str, Any], now_ms: int) -> RequestEvent:
     size = obj.get("http.response.body.size")
     if size is not None and (type(size) is not int or not 0 <= size < 2**63):
         raise SchemaError(
-            f"invalid http.response.body.size {_show(size)}: expected an integer >= 0"
+            f"invalid http.response.body.size {_show(size)}: expected an integer from 0 to "
+            f"{2**63 - 1}"
         )
 
     return RequestEvent(
