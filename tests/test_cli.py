@@ -21,14 +21,22 @@ def run_cli(
     env_db: str | None = None,
     cwd: Path | None = None,
     timeout: float = 120,
+    uid: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `hauswacht` command with HAUSWACHT_LANG=`lang` and return its result."""
+    """Run the installed `hauswacht` command with HAUSWACHT_LANG=`lang` and return its result.
+
+    With `uid`, the command runs as that user and group id (through setpriv),
+    because the tests run as root, who may read and write every file.
+    """
     env = {key: value for key, value in os.environ.items() if key != "HAUSWACHT_DB"}
     env["HAUSWACHT_LANG"] = lang
     if env_db is not None:
         env["HAUSWACHT_DB"] = env_db
+    command = [str(HAUSWACHT), *args]
+    if uid is not None:
+        command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *command]
     return subprocess.run(
-        [str(HAUSWACHT), *args],
+        command,
         capture_output=True,
         text=True,
         env=env,

@@ -27,26 +27,6 @@ CATALOG = {
         "en": "events database (default: $HAUSWACHT_DB, else ./hauswacht-data/events.db)",
         "de": "Ereignisdatenbank (Standard: $HAUSWACHT_DB, sonst ./hauswacht-data/events.db)",
     },
-    "db_missing": {
-        "en": "{path}: no such file; record events first or pass --db",
-        "de": "{path}: Datei nicht gefunden; erst Ereignisse aufzeichnen oder --db angeben",
-    },
-    "db_not_file": {
-        "en": "{path}: is not a file; pass the path of an events database with --db",
-        "de": "{path}: ist keine Datei; mit --db den Pfad einer Ereignisdatenbank angeben",
-    },
-    "db_unreadable": {
-        "en": "{path}: not readable by this user; check its permissions",
-        "de": "{path}: für diesen Benutzer nicht lesbar; Zugriffsrechte prüfen",
-    },
-    "db_not_sqlite": {
-        "en": "{path}: not an SQLite database; pass an events database with --db",
-        "de": "{path}: keine SQLite-Datenbank; mit --db eine Ereignisdatenbank angeben",
-    },
-    "db_foreign": {
-        "en": "{path}: not a Hauswacht events database (application_id {application_id:#x})",
-        "de": "{path}: keine Hauswacht-Ereignisdatenbank (application_id {application_id:#x})",
-    },
     "db_other": {
         "en": "{detail}",
         "de": "{path}: Ereignisdatenbank nicht nutzbar ({detail})",
@@ -77,17 +57,22 @@ def describe_database_error(
 ) -> str:
     """Return one line in `lang` saying why the events file at `path` cannot be used.
 
-    `must_exist` is False for commands that create the file, so a missing file
-    is not the cause there.
+    An error with a message code (see schema.DatabaseError) is shown in
+    `lang` as it is. For one raised with a plain English message, the file is
+    examined to name the cause in `lang`. `must_exist` is False for commands
+    that create the file, so a missing file is not the cause there.
     """
+    if error.code is not None:
+        return error.text(lang)
+
     if not path.exists():
         if must_exist:
-            return tr("db_missing", lang, path=path)
-        return tr("db_other", lang, path=path, detail=_strip_path(path, error, lang))
+            return schema.DatabaseError.of("missing", path=path).text(lang)
+        return _describe_plain(path, error, lang)
     if not path.is_file():
-        return tr("db_not_file", lang, path=path)
+        return schema.DatabaseError.of("not_file", path=path).text(lang)
     if not os.access(path, os.R_OK):
-        return tr("db_unreadable", lang, path=path)
+        return schema.DatabaseError.of("unreadable", path=path).text(lang)
 
     # Look again read-only to name the cause in the user's language. The
     # pragmas read through the WAL, so a live database is judged correctly.
@@ -97,13 +82,22 @@ def describe_database_error(
             application_id = conn.execute("PRAGMA application_id").fetchone()[0]
         finally:
             conn.close()
-    except sqlite3.OperationalError:
-        application_id = schema.APPLICATION_ID  # locked or similar: keep the writer's message
-    except sqlite3.DatabaseError:
-        return tr("db_not_sqlite", lang, path=path)
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", -1) & 0xFF == sqlite3.SQLITE_NOTADB:
+            return schema.DatabaseError.of("not_sqlite", path=path).text(lang)
+        application_id = schema.APPLICATION_ID  # locked or similar: keep the error's message
     if application_id != schema.APPLICATION_ID:
-        return tr("db_foreign", lang, path=path, application_id=application_id)
+        foreign = schema.DatabaseError.of("foreign", path=path, application_id=application_id)
+        return foreign.text(lang)
 
+    return _describe_plain(path, error, lang)
+
+
+def _describe_plain(path: Path, error: schema.DatabaseError, lang: str) -> str:
+    """Describe an error without a message code by its SQLite cause, else wrap its English text."""
+    described = schema.describe_cause(error, path, lang)
+    if described is not None:
+        return described
     return tr("db_other", lang, path=path, detail=_strip_path(path, error, lang))
 
 

@@ -103,6 +103,10 @@ CATALOG = {
         "de": "Warnung: {path} existiert noch nicht; Seiten antworten mit 503, bis Ereignisse "
         "aufgezeichnet sind",
     },
+    "users_not_file": {
+        "en": "{path}: is not a file; pass the path of the users file with --users",
+        "de": "{path}: ist keine Datei; mit --users den Pfad der Benutzerdatei angeben",
+    },
     "prompt": {"en": "New password for {user}: ", "de": "Neues Passwort für {user}: "},
     "prompt_again": {"en": "Repeat the password: ", "de": "Passwort wiederholen: "},
     "mismatch": {
@@ -205,6 +209,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     database = resolve_database(args.db)
     users = users_path(database, args.users)
+    if users.exists() and not users.is_file():
+        return fail(tr("users_not_file", lang, path=users))
     # Checked before create_app, which creates the session key file (and its folder).
     try:
         has_users = bool(auth.UserStore(users).users())
@@ -272,6 +278,10 @@ def run_passwd(args: argparse.Namespace) -> int:
     if auth.check_user_name(args.user) is not None:
         print(f"hauswacht: {tr('bad_user', lang, user=args.user)}", file=sys.stderr)
         return 2
+    path = users_path(resolve_database(args.db), args.users)
+    # Checked before the prompt, and because UserStore would suggest chmod for a folder.
+    if path.exists() and not path.is_file():
+        return fail(tr("users_not_file", lang, path=path))
     password = read_password(args.user, lang)
     if password is None:
         return 2
@@ -282,7 +292,6 @@ def run_passwd(args: argparse.Namespace) -> int:
         print(f"hauswacht: {message}", file=sys.stderr)
         return 2
 
-    path = users_path(resolve_database(args.db), args.users)
     store = auth.UserStore(path)
     try:
         created = store.set_password(args.user, password)

@@ -214,7 +214,7 @@ def _group_id(text: str) -> int | None:
 
 
 def _read_error(path: Any, exc: sqlite3.Error) -> schema.DatabaseError:
-    return schema.DatabaseError(f"{path}: cannot read error groups ({exc})")
+    return schema.DatabaseError.from_sqlite(path, exc, "read")
 
 
 def _print_json(value: Any) -> int:

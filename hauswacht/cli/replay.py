@@ -105,6 +105,11 @@ CATALOG = {
         "de": "{path}: ein anderer Import hat übernommen; die bis dahin gelesenen Zeilen sind "
         "gespeichert",
     },
+    "write_stopped_empty": {
+        "en": "the replay of {path} stopped after line {line}; no request from this run is stored",
+        "de": "der Import von {path} brach nach Zeile {line} ab; keine Anfrage aus diesem "
+        "Lauf ist gespeichert",
+    },
     "read": {
         "en": "Lines read: {lines} from {path} in {seconds} s",
         "de": "Gelesene Zeilen: {lines} aus {path} in {seconds} s",
@@ -207,6 +212,20 @@ PLURALS = {
     "requests": {
         "en": ("{count} request", "{count} requests"),
         "de": ("{count} Anfrage", "{count} Anfragen"),
+    },
+    "write_stopped": {
+        "en": (
+            "the replay of {path} stopped after line {line}; {count} request read before "
+            "is stored, and replaying the log again after the fix imports only the rest",
+            "the replay of {path} stopped after line {line}; {count} requests read before "
+            "are stored, and replaying the log again after the fix imports only the rest",
+        ),
+        "de": (
+            "der Import von {path} brach nach Zeile {line} ab; {count} zuvor gelesene Anfrage "
+            "ist gespeichert, und ein erneuter Import nach der Behebung liest nur den Rest",
+            "der Import von {path} brach nach Zeile {line} ab; {count} zuvor gelesene Anfragen "
+            "sind gespeichert, und ein erneuter Import nach der Behebung liest nur den Rest",
+        ),
     },
 }
 
@@ -381,9 +400,12 @@ def _replay(source: IO[bytes], name: str, database: Path, force: bool, lang: str
         summary(exc.report)
         return fail(tr("claim_lost", lang, path=path))
     except ReplayWriteError as exc:
+        # No summary: its counts include the lines of the batch that was not stored.
         _close(progress)
-        summary(exc.report)
-        return fail(describe_database_error(database, exc, lang, must_exist=False))
+        fail(describe_database_error(database, exc, lang, must_exist=False))
+        if exc.report is None:
+            return 1
+        return fail(_write_stopped(exc.report, path, lang))
     except schema.DatabaseError as exc:
         _close(progress)
         return fail(describe_database_error(database, exc, lang, must_exist=False))
@@ -415,6 +437,14 @@ def _replay(source: IO[bytes], name: str, database: Path, force: bool, lang: str
     if report.lines_read and not report.imported:
         return fail(tr("nothing_imported", lang, path=path))
     return 0
+
+
+def _write_stopped(report: ReplayReport, path: str, lang: str) -> str:
+    """Return where a failed write stopped the import and how many requests it stored."""
+    line = format_number(report.resumed_after_line + report.lines_read, lang)
+    if not report.imported:
+        return tr("write_stopped_empty", lang, path=path, line=line)
+    return tr_count("write_stopped", lang, report.imported, path=path, line=line)
 
 
 def _close(progress: ProgressBar | None) -> None:

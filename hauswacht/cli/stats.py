@@ -162,7 +162,7 @@ def load_stats(path: Path, window: Window, route_limit: int = 10) -> Stats:
     try:
         return read_stats(conn, window, route_limit)
     except sqlite3.Error as exc:
-        raise schema.DatabaseError(f"{path}: cannot read ({exc})") from exc
+        raise schema.DatabaseError.from_sqlite(path, exc, "read") from exc
     finally:
         conn.close()
 

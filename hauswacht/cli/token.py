@@ -266,7 +266,7 @@ def run_revoke(args: argparse.Namespace) -> int:
     lang = args.lang
     path = resolve_database(args.db)
     if not path.exists():
-        return fail(describe_database_error(path, schema.DatabaseError(str(path)), lang))
+        return fail(schema.DatabaseError.of("missing", path=path).text(lang))
     try:
         revoke_token(path, args.name)
     except TokenError:

@@ -349,7 +349,8 @@ class Dashboard:
                 response = self.problem(ctx, 400, "bad_request_title", exc.message, api)
             except schema.DatabaseError as exc:
                 logger.error("dashboard cannot use the events database: %s", exc)
-                response = self.problem(ctx, 503, "database_title", str(exc), api)
+                message = schema.describe_error(exc, self.database, ctx.lang)
+                response = self.problem(ctx, 503, "database_title", message, api)
             except auth.AuthFileError as exc:
                 logger.error("dashboard users file cannot be used: %s", exc)
                 response = self.problem(ctx, 503, "database_title", str(exc), api)

@@ -885,7 +885,7 @@ class _Import:
                 conn.execute(pragma)
             register_functions(conn)
         except sqlite3.Error as exc:
-            raise schema.DatabaseError(f"{self.database}: cannot open ({exc})") from exc
+            raise schema.DatabaseError.from_sqlite(self.database, exc, "open") from exc
         self.conn = conn
         return conn
 
@@ -911,9 +911,10 @@ class _Import:
                     time.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                raise ReplayWriteError(f"{self.database}: cannot write ({exc})") from exc
+                raise ReplayWriteError.from_sqlite(self.database, exc, "write") from exc
             except OverflowError as exc:  # a sum beyond the 64-bit integer range
-                raise ReplayWriteError(f"{self.database}: cannot write ({exc})") from exc
+                error = ReplayWriteError.of("cannot_write", path=self.database, detail=str(exc))
+                raise error from exc
 
     def _claim(self) -> FileRecord:
         head = self.content.head

@@ -58,16 +58,22 @@ Tables (all STRICT; times are UTC epoch milliseconds, hours are ts // 3_600_000)
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import time
 from pathlib import Path
 
+from hauswacht.writer.database_errors import (  # noqa: F401  (re-exported for callers)
+    MESSAGES,
+    DatabaseError,
+    classify_sqlite_error,
+    describe_cause,
+    describe_error,
+    writable,
+)
+
 APPLICATION_ID = 0x48574348  # "HWCH"
 BUSY_TIMEOUT_MS = 5000
-
-
-class DatabaseError(Exception):
-    """An events database that is missing, unreadable or not a Hauswacht file."""
 
 
 # Sums request_rollups per hour into request_hourly: the backfill of the
@@ -323,18 +329,15 @@ def check_header(conn: sqlite3.Connection, path: str | os.PathLike[str]) -> int:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"{path}: not an SQLite database ({exc})") from exc
+        # "not an SQLite database" only for SQLITE_NOTADB: a read-only folder or a
+        # lock also fails here, because the first read opens the WAL.
+        raise DatabaseError.from_sqlite(path, exc, "read") from exc
     if application_id == 0 and tables == 0:
         return 0
     if application_id != APPLICATION_ID:
-        raise DatabaseError(
-            f"{path}: not a Hauswacht events database (application_id {application_id:#x})"
-        )
+        raise DatabaseError.of("foreign", path=path, application_id=application_id)
     if version > SCHEMA_VERSION:
-        raise DatabaseError(
-            f"{path}: schema version {version} is newer than this Hauswacht "
-            f"(knows {SCHEMA_VERSION}); upgrade Hauswacht"
-        )
+        raise DatabaseError.of("schema_newer", path=path, version=version, known=SCHEMA_VERSION)
     return version
 
 
@@ -377,13 +380,23 @@ def prepare_database(path: str | os.PathLike[str]) -> None:
     path = Path(path)
     try:
         _create_folders(path.parent)
+    except PermissionError as exc:
+        raise DatabaseError.of("folder_denied", folder=path.parent) from exc
     except OSError as exc:
-        raise DatabaseError(f"{path.parent}: cannot create folder ({exc.strerror})") from exc
+        detail = exc.strerror or str(exc)
+        raise DatabaseError.of("folder_failed", folder=path.parent, detail=detail) from exc
     created = not path.exists()
+    if not created:
+        if not path.is_file():
+            raise DatabaseError.of("not_file", path=path)
+        # sqlite3.connect silently opens a file this user cannot write read-only,
+        # so the first write would fail only after the caller has begun its work.
+        if not writable(path):
+            raise DatabaseError.of("file_readonly", path=path)
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot open ({exc})") from exc
+        raise DatabaseError.from_sqlite(path, exc, "open") from exc
     try:
         if created:
             os.chmod(path, 0o600)
@@ -391,7 +404,7 @@ def prepare_database(path: str | os.PathLike[str]) -> None:
             _execute_when_unlocked(conn, pragma)
         migrate(conn, path)
     except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"{path}: cannot use as events database ({exc})") from exc
+        raise DatabaseError.from_sqlite(path, exc, "use") from exc
     finally:
         conn.close()
 
@@ -443,20 +456,32 @@ def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """
     path = Path(path)
     if not path.exists():
-        raise DatabaseError(f"{path}: no such file; record events first or pass --db")
+        raise DatabaseError.of("missing", path=path)
+    if not path.is_file():
+        raise DatabaseError.of("not_file", path=path)
     if not os.access(path, os.R_OK):
-        raise DatabaseError(f"{path}: not readable by this user")
+        raise DatabaseError.of("unreadable", path=path)
     try:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise DatabaseError.from_sqlite(path, exc, "open") from exc
+    try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA query_only = ON")
         version = check_header(conn, path)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot read ({exc})") from exc
+        conn.close()
+        raise DatabaseError.from_sqlite(path, exc, "read") from exc
+    except DatabaseError:
+        conn.close()
+        raise
     if version != SCHEMA_VERSION:
         conn.close()
-        raise DatabaseError(
-            f"{path}: schema version {version}, expected {SCHEMA_VERSION}; "
-            "start a Hauswacht writer on it once to migrate"
+        raise DatabaseError.of(
+            "schema_older",
+            path=path,
+            version=version,
+            expected=SCHEMA_VERSION,
+            quoted=shlex.quote(str(path)),
         )
     return conn
