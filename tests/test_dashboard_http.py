@@ -491,7 +491,8 @@ def test_endpoint_history_page(client: httpx.Client) -> None:
     params = {**WINDOW, "route": "/api/tours/{tour_id}", "method": "GET"}
     html = client.get("/endpoints/detail", params=params).text
 
-    assert "GET /api/tours/{tour_id}" in html
+    assert "<title>Endpoint GET /api/tours/{tour_id}" in html
+    assert "<h1>Endpoint: <code>GET /api/tours/{tour_id}</code></h1>" in html
     assert re.search(r"Requests</span><span class=\"value\">8</span>", html)
     assert html.count('<svg class="chart"') == 2
 

@@ -109,6 +109,7 @@ CATALOG = {
     # endpoints
     "endpoints_title": {"en": "Endpoints", "de": "Endpunkte"},
     "endpoint_title": {"en": "Endpoint {method} {route}", "de": "Endpunkt {method} {route}"},
+    "endpoint_heading": {"en": "Endpoint", "de": "Endpunkt"},
     "history": {"en": "History", "de": "Verlauf"},
     "more_endpoints": {
         "en": "{count} more endpoints are not shown.",
