@@ -482,3 +482,25 @@ def test_dashboard_users_folder_is_not_a_file(tmp_path: Path, lang: str) -> None
 
     assert result.returncode == 1
     assert result.stderr == USERS_NOT_FILE[lang].format(path=users)
+
+
+def test_group_status_write_failure_in_german(tmp_path: Path) -> None:
+    database = current_database(tmp_path / "events.db")
+    conn = sqlite3.connect(database)
+    conn.execute(
+        "CREATE TRIGGER no_updates BEFORE UPDATE ON error_groups"
+        " BEGIN SELECT RAISE(ABORT, 'updates are off'); END"
+    )
+    conn.execute(
+        "INSERT INTO error_groups (fingerprint, scheme, type, message, count, first_seen,"
+        " last_seen, latest_event) VALUES ('fp', 2, 'KeyError', 'k', 1, 0, 0, '{}')"
+    )
+    conn.commit()
+    conn.close()
+
+    result = run_cli("errors", "resolve", "1", "--db", str(database), lang="de")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"hauswacht: {database}: kann nicht geschrieben werden (SQLite: updates are off)\n"
+    )

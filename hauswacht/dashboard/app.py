@@ -246,7 +246,7 @@ class Dashboard:
             with queries.snapshot(conn):
                 return function(conn, *args)
         except sqlite3.Error as exc:
-            raise schema.DatabaseError(f"{self.database}: cannot read ({exc})") from exc
+            raise schema.DatabaseError.from_sqlite(self.database, exc, "read") from exc
         finally:
             conn.close()
 
@@ -257,15 +257,15 @@ class Dashboard:
     def write_sync(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run `function(conn, *args)` on a short read-write connection, then close it."""
         if not self.database.is_file():
-            raise schema.DatabaseError(f"{self.database}: no such file")
+            raise schema.DatabaseError.of("missing", path=self.database)
         try:
             conn = sqlite3.connect(self.database, timeout=schema.BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
-            raise schema.DatabaseError(f"{self.database}: cannot open ({exc})") from exc
+            raise schema.DatabaseError.from_sqlite(self.database, exc, "open") from exc
         try:
             return function(conn, *args)
         except sqlite3.Error as exc:
-            raise schema.DatabaseError(f"{self.database}: cannot write ({exc})") from exc
+            raise schema.DatabaseError.from_sqlite(self.database, exc, "write") from exc
         finally:
             conn.close()
 

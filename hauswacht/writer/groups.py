@@ -158,6 +158,6 @@ def set_group_status(
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot update error group {group_id} ({exc})") from exc
+        raise DatabaseError.from_sqlite(path, exc, "write") from exc
     if not changed:
         raise GroupNotFound(group_id)

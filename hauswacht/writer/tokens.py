@@ -91,7 +91,7 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot open ({exc})") from exc
+        raise DatabaseError.from_sqlite(path, exc, "open") from exc
     return conn
 
 
@@ -141,7 +141,7 @@ def create_token(path: str | os.PathLike[str], name: str, scope: str = DEFAULT_S
             conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot store the token ({exc})") from exc
+        raise DatabaseError.from_sqlite(path, exc, "write") from exc
     finally:
         conn.close()
     logger.info("ingest token %r (scope %s) created in %s", name, scope, path)
@@ -154,7 +154,7 @@ def revoke_token(path: str | os.PathLike[str], name: str) -> None:
     try:
         changed = conn.execute(REVOKE_TOKEN, (_now_ms(), name)).rowcount
     except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot revoke the token ({exc})") from exc
+        raise DatabaseError.from_sqlite(path, exc, "write") from exc
     finally:
         conn.close()
     if not changed:
@@ -168,7 +168,7 @@ def list_tokens(path: str | os.PathLike[str]) -> list[TokenInfo]:
     try:
         return [TokenInfo(*row) for row in conn.execute(LIST_TOKENS)]
     except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot read tokens ({exc})") from exc
+        raise DatabaseError.from_sqlite(path, exc, "read") from exc
     finally:
         conn.close()
 

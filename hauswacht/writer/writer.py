@@ -276,7 +276,7 @@ class Writer:
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
-            raise DatabaseError(f"{self.path}: cannot open for writing ({exc})") from exc
+            raise DatabaseError.from_sqlite(self.path, exc, "open") from exc
         try:
             for pragma in PRAGMAS:
                 await db.execute(pragma)
@@ -288,7 +288,7 @@ class Writer:
             )
         except sqlite3.Error as exc:
             await db.close()
-            raise DatabaseError(f"{self.path}: cannot open for writing ({exc})") from exc
+            raise DatabaseError.from_sqlite(self.path, exc, "open") from exc
         return db
 
     async def _limit_size(self, db: aiosqlite.Connection) -> None:
