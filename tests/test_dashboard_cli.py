@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.test_cli import HAUSWACHT, run_cli
 from tests.test_dashboard_http import PASSWORD, USER, make_database
@@ -187,3 +188,31 @@ def test_dashboard_ignores_forwarded_for(tmp_path: Path) -> None:
 
     assert untrusted.endswith("from 127.0.0.1")
     assert trusted.endswith("from 203.0.113.9")
+
+
+def test_users_file_open_to_others_in_german(tmp_path: Path) -> None:
+    assert passwd(tmp_path, "alice", "correct horse battery").returncode == 0
+    users = tmp_path / "dashboard-users.json"
+    users.chmod(0o644)
+
+    changed = passwd(tmp_path, "alice", "another long password", lang="de")
+    served = run_cli("dashboard", "--db", str(tmp_path / "events.db"), lang="de")
+
+    expected = (
+        f"hauswacht: {users}: die Rechte -rw-r--r-- lassen andere Benutzer sie lesen; "
+        f"ausführen: chmod 600 {users}\n"
+    )
+    assert changed.returncode == 1
+    assert changed.stderr == expected
+    assert served.returncode == 1
+    assert served.stderr == expected
+
+
+def test_embedded_app_with_key_folder_is_not_a_file(tmp_path: Path) -> None:
+    from hauswacht.dashboard import DashboardConfigError, create_app
+
+    folder = tmp_path / "key"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(DashboardConfigError) as caught:
+        create_app(tmp_path / "events.db", secret_key_file=folder)
+    assert str(caught.value) == f"{folder}: is not a file; pass the path of a file"

@@ -215,7 +215,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     try:
         has_users = bool(auth.UserStore(users).users())
     except auth.AuthFileError as exc:
-        return fail(str(exc))
+        return fail(exc.text(lang))
     if not has_users:
         message = tr("no_users", lang, path=users)
         if not database.exists():
@@ -231,7 +231,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
             session_hours=session_hours,
         )
     except DashboardConfigError as exc:
-        return fail(str(exc))
+        cause = exc.__cause__
+        return fail(cause.text(lang) if isinstance(cause, auth.AuthFileError) else str(exc))
 
     if not database.exists():
         print(tr("db_missing_warning", lang, path=database), file=sys.stderr)
@@ -296,6 +297,6 @@ def run_passwd(args: argparse.Namespace) -> int:
     try:
         created = store.set_password(args.user, password)
     except auth.AuthFileError as exc:
-        return fail(str(exc))
+        return fail(exc.text(lang))
     print(tr("created" if created else "changed", lang, user=args.user, path=path))
     return 0

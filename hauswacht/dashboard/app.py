@@ -353,7 +353,7 @@ class Dashboard:
                 response = self.problem(ctx, 503, "database_title", message, api)
             except auth.AuthFileError as exc:
                 logger.error("dashboard users file cannot be used: %s", exc)
-                response = self.problem(ctx, 503, "database_title", str(exc), api)
+                response = self.problem(ctx, 503, "database_title", exc.text(ctx.lang), api)
             except CsrfFailed as exc:
                 logger.warning("dashboard POST %s rejected: %s", request.url.path, exc)
                 response = self.problem(ctx, 403, "forbidden_title", str(exc), api)

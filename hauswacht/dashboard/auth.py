@@ -48,6 +48,8 @@ from pathlib import Path
 
 import orjson
 
+from hauswacht.i18n import translate
+
 logger = logging.getLogger(__name__)
 
 USERS_FILE_NAME = "dashboard-users.json"
@@ -70,8 +72,65 @@ THROTTLE_ENTRIES = 10_000  # per kind; the least recently failed are forgotten f
 THROTTLE_FORGET_SECONDS = 3600  # a counter idle this long starts again from zero
 
 
+# The messages of AuthFileError, in the form of hauswacht.i18n catalogs. The
+# operating system's reason ({reason}) stays in English.
+MESSAGES = {
+    "open_to_others": {
+        "en": "{path}: permissions {mode} let other users read it; run: chmod 600 {path}",
+        "de": "{path}: die Rechte {mode} lassen andere Benutzer sie lesen; ausführen: "
+        "chmod 600 {path}",
+    },
+    "not_file": {
+        "en": "{path}: is not a file; pass the path of a file",
+        "de": "{path}: ist keine Datei; den Pfad einer Datei angeben",
+    },
+    "cannot_read": {
+        "en": "{path}: cannot read ({reason})",
+        "de": "{path}: kann nicht gelesen werden (System: {reason})",
+    },
+    "cannot_write": {
+        "en": "{path}: cannot write ({reason})",
+        "de": "{path}: kann nicht geschrieben werden (System: {reason})",
+    },
+    "cannot_create": {
+        "en": "{path}: cannot create ({reason})",
+        "de": "{path}: kann nicht angelegt werden (System: {reason})",
+    },
+    "not_users_file": {
+        "en": "{path}: not a dashboard users file ({reason}); move it away and set the "
+        "passwords again",
+        "de": "{path}: keine Benutzerdatei des Dashboards ({reason}); sie beiseite legen und "
+        "die Passwörter neu setzen",
+    },
+    "not_session_key": {
+        "en": "{path}: not a session key ({digits} hex digits expected); delete it to create "
+        "a new one, which logs everybody out",
+        "de": "{path}: kein Sitzungsschlüssel ({digits} Hex-Ziffern erwartet); löschen, um "
+        "einen neuen anzulegen, was alle abmeldet",
+    },
+    "not_revoked_file": {
+        "en": "{path}: not a revoked sessions file ({reason}); delete it, which makes cookies "
+        "of earlier logouts valid again until they expire",
+        "de": "{path}: keine Datei widerrufener Sitzungen ({reason}); löschen, womit Cookies "
+        "früherer Abmeldungen bis zu ihrem Ablauf wieder gelten",
+    },
+}
+
+
 class AuthFileError(Exception):
-    """A users or key file that cannot be read, written or is readable by others."""
+    """A users or key file that cannot be read, written or is readable by others.
+
+    `str(error)` is the English message, for logs; `text(lang)` gives it in `lang`.
+    """
+
+    def __init__(self, code: str, /, **fields: object) -> None:
+        super().__init__(translate(MESSAGES, code, "en", **fields))
+        self.code = code
+        self.fields = fields
+
+    def text(self, lang: str) -> str:
+        """Return the message in `lang`."""
+        return translate(MESSAGES, self.code, lang, **self.fields)
 
 
 def _check_private(path: Path) -> None:
@@ -79,11 +138,10 @@ def _check_private(path: Path) -> None:
 
 
 def _check_mode(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise AuthFileError("not_file", path=path)
     if mode & 0o077:
-        raise AuthFileError(
-            f"{path}: permissions {stat.filemode(mode)} let other users read it; "
-            f"run: chmod 600 {path}"
-        )
+        raise AuthFileError("open_to_others", path=path, mode=stat.filemode(mode))
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -102,7 +160,7 @@ def _write_private(path: Path, data: bytes) -> None:
             temporary.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise AuthFileError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        raise AuthFileError("cannot_write", path=path, reason=exc.strerror or exc) from exc
 
 
 # --- passwords -----------------------------------------------------------------------
@@ -184,7 +242,7 @@ class UserStore:
             self._users = {}
             return {}
         except OSError as exc:
-            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+            raise AuthFileError("cannot_read", path=self.path, reason=exc.strerror) from exc
         _check_mode(self.path, info.st_mode)  # on every load: a chmod leaves mtime unchanged
         key = (info.st_mtime_ns, info.st_size, info.st_ino)
         if key == self._cache_key:
@@ -195,12 +253,9 @@ class UserStore:
             if not isinstance(users, dict):
                 raise TypeError("users is not an object")
         except OSError as exc:
-            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+            raise AuthFileError("cannot_read", path=self.path, reason=exc.strerror) from exc
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise AuthFileError(
-                f"{self.path}: not a dashboard users file ({exc}); "
-                "move it away and set the passwords again"
-            ) from exc
+            raise AuthFileError("not_users_file", path=self.path, reason=exc) from exc
         self._users = users
         self._cache_key = key
         return users
@@ -256,21 +311,18 @@ def load_or_create_secret(path: str | os.PathLike[str]) -> bytes:
         except FileExistsError:
             pass  # another process created it first; read theirs
         except OSError as exc:
-            raise AuthFileError(f"{path}: cannot create ({exc.strerror})") from exc
+            raise AuthFileError("cannot_create", path=path, reason=exc.strerror) from exc
     try:
         _check_private(path)
         text = path.read_text().strip()
     except OSError as exc:
-        raise AuthFileError(f"{path}: cannot read ({exc.strerror})") from exc
+        raise AuthFileError("cannot_read", path=path, reason=exc.strerror) from exc
     try:
         key = bytes.fromhex(text)
     except ValueError:
         key = b""
     if len(key) != KEY_BYTES:
-        raise AuthFileError(
-            f"{path}: not a session key ({KEY_BYTES * 2} hex digits expected); "
-            "delete it to create a new one, which logs everybody out"
-        )
+        raise AuthFileError("not_session_key", path=path, digits=KEY_BYTES * 2)
     return key
 
 
@@ -358,7 +410,7 @@ class RevokedSessions:
             self._revoked = {}
             return {}
         except OSError as exc:
-            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+            raise AuthFileError("cannot_read", path=self.path, reason=exc.strerror) from exc
         _check_mode(self.path, info.st_mode)
         key = (info.st_mtime_ns, info.st_size, info.st_ino)
         if key == self._cache_key:
@@ -367,12 +419,9 @@ class RevokedSessions:
             data = orjson.loads(self.path.read_bytes())
             revoked = {str(sid): int(expires) for sid, expires in data["revoked"].items()}
         except OSError as exc:
-            raise AuthFileError(f"{self.path}: cannot read ({exc.strerror})") from exc
+            raise AuthFileError("cannot_read", path=self.path, reason=exc.strerror) from exc
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise AuthFileError(
-                f"{self.path}: not a revoked sessions file ({exc}); delete it, which makes "
-                "cookies of earlier logouts valid again until they expire"
-            ) from exc
+            raise AuthFileError("not_revoked_file", path=self.path, reason=exc) from exc
         self._revoked = revoked
         self._cache_key = key
         return revoked
