@@ -402,3 +402,17 @@ def test_stats_json_hours_of_year_one(db_path: Path) -> None:
 
     assert data["first_hour"] == "0001-05-16T20:00:00Z"
     assert data["hours"][0]["hour"] == "0001-05-16T20:00:00Z"
+
+
+def test_stats_window_in_epoch_milliseconds(stats_db: Path) -> None:
+    iso = run_cli("stats", "--db", str(stats_db), "--json",
+                  "--from", hour_to_iso(H0), "--to", hour_to_iso(H1))  # fmt: skip
+    millis = run_cli("stats", "--db", str(stats_db), "--json",
+                     "--from", str(H0 * HOUR_MS), "--to", str(H1 * HOUR_MS))  # fmt: skip
+    too_late = run_cli("stats", "--db", str(stats_db), "--from", "253402300800000", lang="de")
+
+    assert millis.returncode == 0, millis.stderr
+    assert json.loads(millis.stdout) == json.loads(iso.stdout)
+    assert json.loads(millis.stdout)["requests"] == 7
+    assert too_late.returncode == 2
+    assert "ungültiger Wert für --from: '253402300800000'" in too_late.stderr

@@ -24,6 +24,7 @@ from hauswacht.writer import schema
 from hauswacht.writer.queries import STATUS_CLASSES, Stats, Window, read_stats
 
 MAX_ROUTE_WIDTH = 60  # characters of a route shown in the table
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 CATALOG = {
     "help": {
@@ -31,8 +32,10 @@ CATALOG = {
         "de": "Anfrage-, Fehler- und Latenzzahlen aus den Rollups zeigen",
     },
     "help_from": {
-        "en": "start of the window, ISO 8601, e.g. 2015-05-18T10:00:00Z (UTC if no offset)",
-        "de": "Beginn des Zeitraums, ISO 8601, z. B. 2015-05-18T10:00:00Z (UTC ohne Offset)",
+        "en": "start of the window, ISO 8601, e.g. 2015-05-18T10:00:00Z (UTC if no offset), "
+        "or epoch milliseconds",
+        "de": "Beginn des Zeitraums, ISO 8601, z. B. 2015-05-18T10:00:00Z (UTC ohne Offset), "
+        "oder Epoch-Millisekunden",
     },
     "help_to": {
         "en": "end of the window (exclusive), ISO 8601; rollups are hourly, so whole hours count",
@@ -45,9 +48,10 @@ CATALOG = {
         "de": "Anzahl der aufgeführten Top-Routen (Standard: 10)",
     },
     "bad_time": {
-        "en": "invalid {option} value {value!r}: expected ISO 8601, e.g. 2015-05-18T10:00:00Z",
+        "en": "invalid {option} value {value!r}: expected ISO 8601, e.g. 2015-05-18T10:00:00Z, "
+        "or epoch milliseconds",
         "de": "ungültiger Wert für {option}: {value!r}; erwartet ISO 8601, "
-        "z. B. 2015-05-18T10:00:00Z",
+        "z. B. 2015-05-18T10:00:00Z, oder Epoch-Millisekunden",
     },
     "bad_window": {
         "en": "--to ({end}) must be later than --from ({start})",
@@ -104,8 +108,18 @@ def register(subparsers: argparse._SubParsersAction, lang: str) -> None:
 
 
 def parse_instant(text: str) -> int:
-    """Parse an ISO 8601 date or date-time into UTC epoch ms; no offset means UTC."""
-    moment = dt.datetime.fromisoformat(text.strip())
+    """Parse an ISO 8601 date or date-time, or epoch ms, into UTC epoch ms; no offset means UTC.
+
+    Digits alone are epoch milliseconds, as in the dashboard's links, except
+    eight digits, which ISO 8601 reads as a date (20150518).
+    """
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit() and len(stripped) != 8:
+        value = int(stripped)
+        if value > MAX_EPOCH_MS:
+            raise ValueError(f"epoch milliseconds after the year 9999: {stripped}")
+        return value
+    moment = dt.datetime.fromisoformat(stripped)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
