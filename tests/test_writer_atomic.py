@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -207,3 +208,36 @@ def test_cancel_mid_batch_rolls_back(db_path: Path, caplog: pytest.LogCaptureFix
     assert pending == EVENTS
     assert any("rolled back and kept" in r.getMessage() for r in caplog.records)
     assert stored_counts(db_path) == ALL_STORED_ONCE
+
+
+def test_background_checkpoints_keep_wal_small(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hauswacht.writer.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.0)  # after every batch
+
+    async def scenario() -> dict[str, Any]:
+        queue = EventQueue(maxsize=100_000, wake_at=100_000)
+        writer = Writer(db_path, queue, batch_size=500)
+        await writer.start()
+        for round_number in range(40):
+            for i in range(500):
+                queue.put(request(round_number * 500 + i))
+            await writer.flush()
+            await asyncio.sleep(0.01)  # time for the checkpoint thread
+        health = writer.health()
+        wal_bytes = os.stat(f"{db_path}-wal").st_size
+        await writer.stop()
+        return {**health, "wal_bytes": wal_bytes}
+
+    result = asyncio.run(scenario())
+    database_bytes = db_path.stat().st_size
+
+    assert result["events_written"] == 20_000
+    assert result["checkpoints"] >= 20
+    # Without the background checkpoints the WAL would hold every page written
+    # (the writer's own connection checkpoints only at WAL_SAFETY_PAGES).
+    assert result["wal_bytes"] < database_bytes / 4
+    assert query(db_path, "SELECT count(*) FROM requests") == [(20_000,)]
+    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]

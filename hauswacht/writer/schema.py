@@ -315,6 +315,7 @@ PRAGMAS = (
     # Checkpoint after 10,000 WAL pages (about 40 MiB at 4 KiB pages) instead of
     # SQLite's 1,000: rollup pages change in every flush, and copying them back
     # to the database ten times less often saves about a tenth of the write time.
+    # The Writer raises this on its own connection and checkpoints in a thread.
     "PRAGMA wal_autocheckpoint = 10000",
 )
 

@@ -24,6 +24,11 @@ Contract
 - About once per `compact_interval` (60 s), after a flush that did not fail, the
   flush task compacts finished hours (compaction.py): each hour in a
   transaction of its own, on a separate connection in a worker thread.
+- WAL checkpoints run off the commit path: after a committed batch, at most
+  every CHECKPOINT_INTERVAL, a worker thread runs a PASSIVE checkpoint on a
+  connection of its own. The writer's connection checkpoints by itself only
+  at WAL_SAFETY_PAGES, so a failing background checkpoint cannot let the WAL
+  grow without bound.
 
 Failures
 - "database is locked" (SQLITE_BUSY after busy_timeout): the batch is kept
@@ -90,6 +95,11 @@ SHUTDOWN_GRACE = 10.0  # seconds a final drain waits out a locked database (at l
 SHUTDOWN_ATTEMPTS = 3  # final-drain tries after errors other than a lock
 SHUTDOWN_RETRY_DELAY = 0.2  # seconds between those tries
 WARNING_PERIOD = 60.0  # seconds between two warnings of the same kind
+CHECKPOINT_INTERVAL = 0.5  # seconds between two background WAL checkpoints
+# The writer's own connection checkpoints only when the WAL reaches this many
+# pages (about 400 MiB at 4 KiB pages), which happens only when the background
+# checkpoints fail or cannot keep up.
+WAL_SAFETY_PAGES = 100_000
 
 HEALTH_METRICS = (
     "hauswacht.writer.queue_depth",
@@ -233,6 +243,9 @@ class Writer:
         self._health_due = math.inf
         self._compact_due = math.inf
         self._max_page_count: int | None = None  # the size cap, for compaction's connection
+        self._checkpoint: asyncio.Future[Any] | None = None  # the running WAL checkpoint
+        self._checkpoint_due = 0.0
+        self._checkpoints = 0
         self._health_retries = 0
         self._health_dropped = 0
 
@@ -280,6 +293,7 @@ class Writer:
         try:
             for pragma in PRAGMAS:
                 await db.execute(pragma)
+            await db.execute(f"PRAGMA wal_autocheckpoint = {WAL_SAFETY_PAGES}")
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             if self.max_db_mb is not None:
                 await self._limit_size(db)
@@ -364,6 +378,7 @@ class Writer:
             "events_written": self._events_written,
             "retries": self._retries,
             "failures": self._failures,
+            "checkpoints": self._checkpoints,
             "last_flush_ms": self._last_flush_ms,
             "last_flush_at": self._last_flush_at,
             "failing_since": self._failing_since,
@@ -509,8 +524,36 @@ class Writer:
             )
         self._unstored_drops.clear()
 
+    def _start_checkpoint(self) -> None:
+        """Start a PASSIVE WAL checkpoint in a worker thread when one is due and none runs.
+
+        It copies committed pages from the WAL into the database file on a
+        connection of its own, so no commit of this writer waits for that copy.
+        """
+        now = time.monotonic()
+        if now < self._checkpoint_due or (self._checkpoint and not self._checkpoint.done()):
+            return
+        self._checkpoint_due = now + CHECKPOINT_INTERVAL
+        self._checkpoint = asyncio.ensure_future(
+            asyncio.to_thread(checkpoint_wal, self.path, self.busy_timeout_ms)
+        )
+        self._checkpoint.add_done_callback(self._checkpoint_finished)
+
+    def _checkpoint_finished(self, checkpoint: asyncio.Future[Any]) -> None:
+        if checkpoint.cancelled():
+            return
+        exc = checkpoint.exception()
+        if exc is None:
+            self._checkpoints += 1
+            return
+        self._warnings.warning(
+            "checkpoint", "writer for %s: WAL checkpoint failed: %s", self.path, exc
+        )
+
     async def _close(self) -> None:
         self.queue.detach()
+        if self._checkpoint is not None and not self._checkpoint.done():
+            await asyncio.wait({self._checkpoint})
         db, self._db = self._db, None
         if db is not None:
             try:
@@ -601,6 +644,7 @@ class Writer:
 
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._written(batch_id, len(batch), rows, drops, health_events, health_marks, elapsed_ms)
+        self._start_checkpoint()
         return _Outcome.WRITTEN, len(batch)
 
     def _written(
@@ -780,6 +824,20 @@ class Writer:
         events.append(MetricEvent(ts, "hauswacht.writer.retries", retries, "retries", "{}"))
         events.append(MetricEvent(ts, "hauswacht.writer.dropped", dropped, "events", "{}"))
         return events, marks
+
+
+def checkpoint_wal(path: Path, busy_timeout_ms: int) -> tuple[int, int, int]:
+    """Run a PASSIVE checkpoint of the WAL of `path`; return SQLite's (busy, log, checkpointed).
+
+    PASSIVE copies what it can without waiting for readers or writers, so it
+    never blocks this writer or another process.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        busy, log, checkpointed = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return busy, log, checkpointed
+    finally:
+        conn.close()
 
 
 def _split_invalid(batch: list[Event]) -> tuple[list[Event], list[tuple[Any, str]]]:
