@@ -427,8 +427,8 @@ class Writer:
         """Compact up to COMPACT_HOURS finished hours that need it, newest first.
 
         Each hour is one short transaction on a connection of its own in a
-        worker thread, so this connection never holds a compaction
-        transaction, also not when this task is cancelled. Failures are
+        worker thread, so this connection never has a compaction
+        transaction open, also not when this task is cancelled. Failures are
         logged (rate-limited) and retried at the next due time; they never
         stop the writer. See compaction.py.
         """
@@ -829,8 +829,8 @@ class Writer:
 def checkpoint_wal(path: Path, busy_timeout_ms: int) -> tuple[int, int, int]:
     """Run a PASSIVE checkpoint of the WAL of `path`; return SQLite's (busy, log, checkpointed).
 
-    PASSIVE copies what it can without waiting for readers or writers, so it
-    never blocks this writer or another process.
+    PASSIVE copies what it can without waiting for readers or writers, and
+    writers may commit while it runs (SQLite's WAL documentation).
     """
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
     try:
