@@ -830,7 +830,7 @@ def checkpoint_wal(path: Path, busy_timeout_ms: int) -> tuple[int, int, int]:
     """Run a PASSIVE checkpoint of the WAL of `path`; return SQLite's (busy, log, checkpointed).
 
     PASSIVE copies what it can without waiting for readers or writers, and
-    writers may commit while it runs (SQLite's WAL documentation).
+    writers may commit while it runs.
     """
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
     try:
