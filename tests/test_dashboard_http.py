@@ -885,3 +885,11 @@ def test_plus_offset_typed_unencoded(client: httpx.Client) -> None:
     assert typed.status_code == 200, typed.text
     assert typed.json()["requests"] > 0
     assert typed.json() == encoded.json() == utc.json()
+
+
+def test_unicode_digits_in_range_are_400(client: httpx.Client) -> None:
+    superscripts = "\u00b2" * 12  # str.isdigit() is true for them, int() fails
+    response = client.get("/api/stats", params={"from": superscripts, "to": "1431820800000"})
+
+    assert response.status_code == 400
+    assert "'from'" in response.json()["error"]

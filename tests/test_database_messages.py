@@ -504,3 +504,27 @@ def test_group_status_write_failure_in_german(tmp_path: Path) -> None:
     assert result.stderr == (
         f"hauswacht: {database}: kann nicht geschrieben werden (SQLite: updates are off)\n"
     )
+
+
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_unsearchable_folder_named_without_traceback(open_folder: Path, lang: str) -> None:
+    hidden = open_folder / "hidden"
+    hidden.mkdir()
+    database = current_database(hidden / "events.db")
+    hidden.chmod(0o700 if ROOT else 0o000)  # root owns it, so nobody cannot enter it
+
+    stats = run_cli("stats", "--db", str(database), lang=lang, uid=OTHER_USER)
+    serve = run_cli("token", "list", "--db", str(database), lang=lang, uid=OTHER_USER)
+    dashboard = run_cli("dashboard", "--db", str(database), lang=lang, uid=OTHER_USER)
+
+    expected = {
+        "en": f"hauswacht: {database}: this user may not enter a folder on its path; give this "
+        f"user search (x) permission on the folders up to {hidden}\n",
+        "de": f"hauswacht: {database}: dieser Benutzer darf einen Ordner auf dem Pfad nicht "
+        f"betreten; ihm das Recht x auf die Ordner bis {hidden} geben\n",
+    }[lang]
+    for result in (stats, serve, dashboard):
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        assert result.stderr == expected
+    hidden.chmod(0o755)

@@ -409,10 +409,16 @@ def test_stats_window_in_epoch_milliseconds(stats_db: Path) -> None:
                   "--from", hour_to_iso(H0), "--to", hour_to_iso(H1))  # fmt: skip
     millis = run_cli("stats", "--db", str(stats_db), "--json",
                      "--from", str(H0 * HOUR_MS), "--to", str(H1 * HOUR_MS))  # fmt: skip
-    too_late = run_cli("stats", "--db", str(stats_db), "--from", "253402300800000", lang="de")
+    too_late = run_cli("stats", "--db", str(stats_db), "--from", "253402300800001", lang="de")
+    year = run_cli("stats", "--db", str(stats_db), "--from", "2015", "--to", "2016")
 
     assert millis.returncode == 0, millis.stderr
     assert json.loads(millis.stdout) == json.loads(iso.stdout)
     assert json.loads(millis.stdout)["requests"] == 7
     assert too_late.returncode == 2
-    assert "ungültiger Wert für --from: '253402300800000'" in too_late.stderr
+    assert "ungültiger Wert für --from: '253402300800001'" in too_late.stderr
+    assert year.returncode == 2
+    assert year.stderr == (
+        "hauswacht: invalid --from value '2015': expected ISO 8601, e.g. "
+        "2015-05-18T10:00:00Z, or epoch milliseconds (12 or 13 digits)\n"
+    )

@@ -65,11 +65,16 @@ def describe_database_error(
     if error.code is not None:
         return error.text(lang)
 
-    if not path.exists():
+    state = schema.file_state(path)
+    if state == "denied":
+        return schema.DatabaseError.of("folder_unsearchable", path=path, folder=path.parent).text(
+            lang
+        )
+    if state == "missing":
         if must_exist:
             return schema.DatabaseError.of("missing", path=path).text(lang)
         return _describe_plain(path, error, lang)
-    if not path.is_file():
+    if state == "not_file":
         return schema.DatabaseError.of("not_file", path=path).text(lang)
     if not os.access(path, os.R_OK):
         return schema.DatabaseError.of("unreadable", path=path).text(lang)

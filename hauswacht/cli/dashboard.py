@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hauswacht.cli.common import add_database_option, fail, resolve_database
 from hauswacht.i18n import translate
+from hauswacht.writer import schema
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8111
@@ -209,7 +210,13 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     database = resolve_database(args.db)
     users = users_path(database, args.users)
-    if users.exists() and not users.is_file():
+    for checked in (database, users):
+        if schema.file_state(checked) == "denied":
+            error = schema.DatabaseError.of(
+                "folder_unsearchable", path=checked, folder=checked.parent
+            )
+            return fail(error.text(lang))
+    if schema.file_state(users) == "not_file":
         return fail(tr("users_not_file", lang, path=users))
     # Checked before create_app, which creates the session key file (and its folder).
     try:
@@ -218,7 +225,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
         return fail(exc.text(lang))
     if not has_users:
         message = tr("no_users", lang, path=users)
-        if not database.exists():
+        if schema.file_state(database) == "missing":
             message += tr("no_database_hint", lang, database=database)
         return fail(message)
     try:
@@ -234,7 +241,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
         cause = exc.__cause__
         return fail(cause.text(lang) if isinstance(cause, auth.AuthFileError) else str(exc))
 
-    if not database.exists():
+    if schema.file_state(database) == "missing":
         print(tr("db_missing_warning", lang, path=database), file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(tr("serving", lang, database=database, url=f"http://{host}:{port}/"), flush=True)
@@ -281,7 +288,11 @@ def run_passwd(args: argparse.Namespace) -> int:
         return 2
     path = users_path(resolve_database(args.db), args.users)
     # Checked before the prompt, and because UserStore would suggest chmod for a folder.
-    if path.exists() and not path.is_file():
+    state = schema.file_state(path)
+    if state == "denied":
+        error = schema.DatabaseError.of("folder_unsearchable", path=path, folder=path.parent)
+        return fail(error.text(lang))
+    if state == "not_file":
         return fail(tr("users_not_file", lang, path=path))
     password = read_password(args.user, lang)
     if password is None:

@@ -24,7 +24,10 @@ from hauswacht.writer import schema
 from hauswacht.writer.queries import STATUS_CLASSES, Stats, Window, read_stats
 
 MAX_ROUTE_WIDTH = 60  # characters of a route shown in the table
-MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+# Digit strings read as epoch ms, as the dashboard reads them: 12 or 13 digits
+# (from 1973-03-03 to the end of the year 9999).
+MIN_EPOCH_MS = 100_000_000_000
+MAX_EPOCH_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z, the end of year 9999
 
 CATALOG = {
     "help": {
@@ -49,9 +52,9 @@ CATALOG = {
     },
     "bad_time": {
         "en": "invalid {option} value {value!r}: expected ISO 8601, e.g. 2015-05-18T10:00:00Z, "
-        "or epoch milliseconds",
+        "or epoch milliseconds (12 or 13 digits)",
         "de": "ungültiger Wert für {option}: {value!r}; erwartet ISO 8601, "
-        "z. B. 2015-05-18T10:00:00Z, oder Epoch-Millisekunden",
+        "z. B. 2015-05-18T10:00:00Z, oder Epoch-Millisekunden (12 oder 13 Ziffern)",
     },
     "bad_window": {
         "en": "--to ({end}) must be later than --from ({start})",
@@ -111,13 +114,15 @@ def parse_instant(text: str) -> int:
     """Parse an ISO 8601 date or date-time, or epoch ms, into UTC epoch ms; no offset means UTC.
 
     Digits alone are epoch milliseconds, as in the dashboard's links, except
-    eight digits, which ISO 8601 reads as a date (20150518).
+    eight digits, which ISO 8601 reads as a date (20150518). Like the
+    dashboard, only 12 or 13 digits count as epoch milliseconds, so a year
+    such as 2015 is rejected instead of read as a moment in 1970.
     """
     stripped = text.strip()
     if stripped.isascii() and stripped.isdigit() and len(stripped) != 8:
         value = int(stripped)
-        if value > MAX_EPOCH_MS:
-            raise ValueError(f"epoch milliseconds after the year 9999: {stripped}")
+        if not MIN_EPOCH_MS <= value <= MAX_EPOCH_MS or len(stripped) > 13:
+            raise ValueError(f"not epoch milliseconds from 1973 to 9999: {stripped}")
         return value
     moment = dt.datetime.fromisoformat(stripped)
     if moment.tzinfo is None:

@@ -301,7 +301,11 @@ def load_or_create_secret(path: str | os.PathLike[str]) -> bytes:
     Raises AuthFileError when the file is readable by others, malformed or cannot be written.
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a folder on the way this user may not enter
+        raise AuthFileError("cannot_read", path=path, reason=exc.strerror) from exc
+    if not exists:
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

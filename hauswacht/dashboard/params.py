@@ -151,7 +151,7 @@ def parse_moment(text: str, name: str, zone: dt.tzinfo, lang: str) -> int:
     bad_time = BadParameter(
         name, tr("bad_time", lang, value=_shown(text), name=name, zone=timezone_name(zone))
     )
-    if stripped.isdigit() and len(stripped) != BASIC_DATE_DIGITS:
+    if stripped.isascii() and stripped.isdigit() and len(stripped) != BASIC_DATE_DIGITS:
         if len(stripped) > 13 or int(stripped) < MIN_EPOCH_DIGITS_MS:
             raise bad_time
         value = int(stripped)

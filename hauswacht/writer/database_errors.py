@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -69,6 +70,12 @@ MESSAGES = {
     "unreadable": {
         "en": "{path}: not readable by this user; check its permissions",
         "de": "{path}: für diesen Benutzer nicht lesbar; Zugriffsrechte prüfen",
+    },
+    "folder_unsearchable": {
+        "en": "{path}: this user may not enter a folder on its path; give this user search "
+        "(x) permission on the folders up to {folder}",
+        "de": "{path}: dieser Benutzer darf einen Ordner auf dem Pfad nicht betreten; ihm das "
+        "Recht x auf die Ordner bis {folder} geben",
     },
     "not_sqlite": {
         "en": "{path}: not an SQLite database; pass the path of an events database",
@@ -181,15 +188,19 @@ def classify_sqlite_error(
     if name == "SQLITE_READONLY_DIRECTORY":
         return "folder_readonly", {"path": path, "folder": folder, "name": path.name}
     if primary == sqlite3.SQLITE_READONLY:
-        if path.exists() and not writable(path):
+        if file_state(path) == "file" and not writable(path):
             return "file_readonly", {"path": path}
         for suffix in ("-wal", "-shm"):
             sibling = path.with_name(path.name + suffix)
-            if sibling.exists() and not writable(sibling):
+            if file_state(sibling) == "file" and not writable(sibling):
                 return "sibling_readonly", {"path": path, "sibling": sibling.name}
         if not writable(folder):
             return "folder_readonly", {"path": path, "folder": folder, "name": path.name}
-    if primary == sqlite3.SQLITE_CANTOPEN and not path.exists() and not writable(folder):
+    if (
+        primary == sqlite3.SQLITE_CANTOPEN
+        and file_state(path) == "missing"
+        and not writable(folder)
+    ):
         return "folder_no_create", {"path": path, "folder": folder}
     if primary == sqlite3.SQLITE_NOTADB:
         return "not_sqlite", {"path": path}
@@ -227,6 +238,21 @@ def describe_cause(error: DatabaseError, path: str | os.PathLike[str], lang: str
     if "detail" in fields:
         return None
     return translate(MESSAGES, code, lang, **fields)
+
+
+def file_state(path: Path) -> str:
+    """Return "file", "not_file", "missing" or "denied" for `path`, without raising.
+
+    "denied" means this user may not look into a folder on the way to it.
+    (Path.exists() raises PermissionError then.)
+    """
+    try:
+        info = os.stat(path)
+    except PermissionError:
+        return "denied"
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    return "file" if stat.S_ISREG(info.st_mode) else "not_file"
 
 
 def writable(path: Path) -> bool:

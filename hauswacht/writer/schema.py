@@ -69,6 +69,7 @@ from hauswacht.writer.database_errors import (  # noqa: F401  (re-exported for c
     classify_sqlite_error,
     describe_cause,
     describe_error,
+    file_state,
     writable,
 )
 
@@ -386,9 +387,12 @@ def prepare_database(path: str | os.PathLike[str]) -> None:
     except OSError as exc:
         detail = exc.strerror or str(exc)
         raise DatabaseError.of("folder_failed", folder=path.parent, detail=detail) from exc
-    created = not path.exists()
+    state = file_state(path)
+    if state == "denied":
+        raise DatabaseError.of("folder_unsearchable", path=path, folder=path.parent)
+    created = state == "missing"
     if not created:
-        if not path.is_file():
+        if state == "not_file":
             raise DatabaseError.of("not_file", path=path)
         # sqlite3.connect silently opens a file this user cannot write read-only,
         # so the first write would fail only after the caller has begun its work.
@@ -456,9 +460,12 @@ def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
     a Hauswacht file or has a schema this version does not know.
     """
     path = Path(path)
-    if not path.exists():
+    state = file_state(path)
+    if state == "denied":
+        raise DatabaseError.of("folder_unsearchable", path=path, folder=path.parent)
+    if state == "missing":
         raise DatabaseError.of("missing", path=path)
-    if not path.is_file():
+    if state == "not_file":
         raise DatabaseError.of("not_file", path=path)
     if not os.access(path, os.R_OK):
         raise DatabaseError.of("unreadable", path=path)

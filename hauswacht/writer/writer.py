@@ -27,8 +27,9 @@ Contract
 - WAL checkpoints run off the commit path: after a committed batch, at most
   every CHECKPOINT_INTERVAL, a worker thread runs a PASSIVE checkpoint on a
   connection of its own. The writer's connection checkpoints by itself only
-  at WAL_SAFETY_PAGES, so a failing background checkpoint cannot let the WAL
-  grow without bound.
+  at WAL_SAFETY_PAGES, a fallback for when the background checkpoints fail.
+  Like any checkpoint, neither can reset the WAL while another connection
+  keeps an older read snapshot open.
 
 Failures
 - "database is locked" (SQLITE_BUSY after busy_timeout): the batch is kept
@@ -97,8 +98,8 @@ SHUTDOWN_RETRY_DELAY = 0.2  # seconds between those tries
 WARNING_PERIOD = 60.0  # seconds between two warnings of the same kind
 CHECKPOINT_INTERVAL = 0.5  # seconds between two background WAL checkpoints
 # The writer's own connection checkpoints only when the WAL reaches this many
-# pages (about 400 MiB at 4 KiB pages), which happens only when the background
-# checkpoints fail or cannot keep up.
+# pages (about 400 MiB at 4 KiB pages), a fallback for when the background
+# checkpoints fail.
 WAL_SAFETY_PAGES = 100_000
 
 HEALTH_METRICS = (
