@@ -201,3 +201,20 @@ def test_closed_output_pipe_exits_quietly(tmp_path: Path, shared_data: Path) -> 
 
     assert process.returncode == 141
     assert stderr == ""
+
+
+def test_unsupported_language_setting_warns() -> None:
+    chosen = run_cli("--help", lang="fr")
+    locale_env = {key: value for key, value in os.environ.items() if key != "HAUSWACHT_LANG"}
+    locale_env.update(LANG="fr_FR.UTF-8", LC_ALL="", LC_MESSAGES="")
+    from_locale = subprocess.run(
+        [str(HAUSWACHT), "--help"], capture_output=True, text=True, env=locale_env, timeout=60
+    )
+
+    assert chosen.returncode == 0
+    assert chosen.stderr == (
+        "hauswacht: HAUSWACHT_LANG='fr' is not a supported language (en, de); using English\n"
+    )
+    assert "show request, error and latency figures" in chosen.stdout
+    assert from_locale.returncode == 0
+    assert from_locale.stderr == ""

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from hauswacht.i18n import argparse_language, detect_language
+from hauswacht.i18n import LANGUAGES, argparse_language, detect_language, normalize_language
 
 BROKEN_PIPE_STATUS = 128 + 13  # 128 + SIGPIPE, as a shell reports it
 
@@ -46,6 +46,14 @@ def build_parser(lang: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     lang = detect_language()
+    chosen = os.environ.get("HAUSWACHT_LANG")
+    if chosen and normalize_language(chosen) is None:
+        # Only the explicit setting: LANG=fr_FR.UTF-8 falling back to English is expected.
+        print(
+            f"hauswacht: HAUSWACHT_LANG={chosen!r} is not a supported language "
+            f"({', '.join(LANGUAGES)}); using English",
+            file=sys.stderr,
+        )
     # argparse formats its usage, help and error texts inside parse_args.
     with argparse_language(lang):
         parser = build_parser(lang)
