@@ -53,8 +53,8 @@ STALE_HOURS_SQL = """
 """
 
 _HOUR_ROLLUP_ROWS_SQL = """
-    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms,
-           response_bytes, buckets
+    SELECT hour, route, method, status, count, timed_count, sum_ms, min_ms, max_ms, buckets,
+           response_bytes
     FROM request_rollups
     WHERE hour = ?
 """
@@ -103,15 +103,11 @@ def compact_newest(
     ).fetchone()
     rows = conn.execute(_HOUR_ROLLUP_ROWS_SQL, (hour,)).fetchall()
 
-    totals = sum_rollup_rows(row[:9] for row in rows)
+    totals = sum_rollup_rows(row[:10] for row in rows)
     response_bytes: dict[tuple[int, str, str], int] = dict.fromkeys(totals, 0)
-    buckets: dict[tuple[int, str, str], dict[str, int]] = {key: {} for key in totals}
     statuses: dict[int, int] = {}
-    for _, route, method, status, count, timed, *_, size, text in rows:
-        key = (hour, route, method)
-        response_bytes[key] += size
-        if timed:
-            histogram.merge(buckets[key], histogram.decode(text))
+    for _, route, method, status, count, *_, size in rows:
+        response_bytes[(hour, route, method)] += size
         statuses[status] = statuses.get(status, 0) + count
 
     conn.execute("DELETE FROM endpoint_hourly WHERE hour = ?", (hour,))
@@ -120,7 +116,7 @@ def compact_newest(
         [
             (*key, entry.count, entry.client_errors, entry.server_errors, entry.timed,
              entry.sum_ms, entry.min_ms, entry.max_ms, response_bytes[key],
-             histogram.encode(buckets[key]))
+             histogram.encode(entry.buckets))
             for key, entry in totals.items()
         ],
     )  # fmt: skip

@@ -732,22 +732,24 @@ EndpointHour = tuple[int, str, str]  # (hour, route, method)
 
 
 def sum_rollup_rows(rows: Iterable[tuple[Any, ...]]) -> dict[EndpointHour, RollupTotals]:
-    """Sum request_rollups rows per hour and endpoint, without their buckets.
+    """Sum request_rollups rows per hour and endpoint.
 
     Each row is (hour, route, method, status, count, timed_count, sum_ms,
-    min_ms, max_ms). Duration sums are added with math.fsum, which rounds
-    once, so they do not depend on the order of the rows. Compaction stores
-    these same values, so compacted and uncompacted reads agree exactly.
+    min_ms, max_ms), optionally followed by the row's buckets text, which is
+    then merged. Duration sums are added with math.fsum, which rounds once,
+    so they do not depend on the order of the rows. Compaction stores these
+    same values, so compacted and uncompacted reads agree exactly.
     """
     totals: dict[EndpointHour, RollupTotals] = {}
     sums: dict[EndpointHour, list[float]] = {}
-    for hour, route, method, status, count, timed, sum_ms, min_ms, max_ms in rows:
+    for hour, route, method, status, count, timed, sum_ms, min_ms, max_ms, *text in rows:
         key = (hour, route, method)
         entry = totals.get(key)
         if entry is None:
             entry = totals[key] = RollupTotals()
             sums[key] = []
-        entry.add(status, count, timed, 0.0, min_ms, max_ms, {})  # sum_ms is set below
+        buckets = histogram.decode(text[0]) if text and timed else {}
+        entry.add(status, count, timed, 0.0, min_ms, max_ms, buckets)  # sum_ms is set below
         if timed:
             sums[key].append(sum_ms)
     for key, values in sums.items():
@@ -952,13 +954,8 @@ def read_endpoint_history(
     `errors` and `dropped` of the points stay 0: error and drop rollups have no route.
     """
     params = {**window_compaction(conn, window), "route": route, "method": method}
-    rows = conn.execute(ENDPOINT_ROLLUP_ROWS_SQL, params).fetchall()
-    per_hour: dict[int, RollupTotals] = {
-        hour: totals for (hour, _, _), totals in sum_rollup_rows(row[:9] for row in rows).items()
-    }
-    for hour, _, _, _, _, timed, *_, text in rows:
-        if timed:
-            histogram.merge(per_hour[hour].buckets, histogram.decode(text))
+    summed = sum_rollup_rows(conn.execute(ENDPOINT_ROLLUP_ROWS_SQL, params))
+    per_hour: dict[int, RollupTotals] = {hour: totals for (hour, _, _), totals in summed.items()}
     for hour, *columns in conn.execute(ENDPOINT_COMPACTED_ROWS_SQL, params):
         per_hour[hour] = RollupTotals.of(*columns)
     total = RollupTotals()
