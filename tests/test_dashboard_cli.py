@@ -208,7 +208,7 @@ def test_users_file_open_to_others_in_german(tmp_path: Path) -> None:
     assert served.stderr == expected
 
 
-def test_embedded_app_with_key_folder_is_not_a_file(tmp_path: Path) -> None:
+def test_key_folder_is_not_a_file(tmp_path: Path) -> None:
     from hauswacht.dashboard import DashboardConfigError, create_app
 
     folder = tmp_path / "key"

@@ -1,10 +1,10 @@
 """Why an events database cannot be used, as the CLI and the dashboard report it, in both languages.
 
 Root may read and write every file. So when the tests run as root, the
-cases of a user without permission run the real `hauswacht` command as
-`nobody` through setpriv (`run_cli(..., uid=OTHER_USER)`), in folders under
-the system's temporary folder that other users can reach (pytest's own
-tmp_path is private to root). Run as any other user, the commands run as
+cases of a user without permission run the real `hauswacht` command as the
+user `nobody` through setpriv (`run_cli(..., uid=OTHER_USER)`). They work in
+folders under the system's temporary folder that other users can reach,
+because pytest's own tmp_path is private to root. Run as any other user, the commands run as
 that user, whom the same file modes already keep out.
 NOTE: only the run as root has been tried; without root, the setup takes
 permissions away from the user running the tests instead.
@@ -264,9 +264,9 @@ def test_errors_resolve_in_readonly_file(open_folder: Path, lang: str) -> None:
 
 @pytest.mark.parametrize("lang", ["en", "de"])
 def test_replay_with_readonly_wal_stops_at_claim(open_folder: Path, lang: str) -> None:
-    # The database file belongs to the user nobody, but a writer running as root has the
-    # -wal and -shm files open, owned by root with mode 0644. So the replay can read them
-    # but cannot write them.
+    # As root, the database file belongs to the user `nobody`, who runs the replay, but
+    # the -wal and -shm files of the open writer stay root's with mode 0644. Without root
+    # they are made read-only. Either way the replay can read them but cannot write them.
     database = readonly_file_database(open_folder)
     database.chmod(0o644)
     give_to_other_user(database)
@@ -511,7 +511,7 @@ def test_unsearchable_folder_named_without_traceback(open_folder: Path, lang: st
     hidden = open_folder / "hidden"
     hidden.mkdir()
     database = current_database(hidden / "events.db")
-    hidden.chmod(0o700 if ROOT else 0o000)  # root owns it, so nobody cannot enter it
+    hidden.chmod(0o700 if ROOT else 0o000)  # root owns it, so the user `nobody` cannot enter it
 
     stats = run_cli("stats", "--db", str(database), lang=lang, uid=OTHER_USER)
     serve = run_cli("token", "list", "--db", str(database), lang=lang, uid=OTHER_USER)

@@ -9,10 +9,10 @@ bucket map per endpoint and hour, however many status codes it had.
 
 Contract
 - `compact_newest` rebuilds one hour inside the caller's write transaction
-  (BEGIN IMMEDIATE): it picks the newest hour in the given range whose
-  compaction is missing or stale, sums its request_rollups rows and records
-  its request_hourly.count in compacted_hours, all from one snapshot. One
-  transaction per hour keeps the write lock short.
+  (BEGIN IMMEDIATE). It picks the newest hour in the given range whose
+  compaction is missing or stale and sums its request_rollups rows. It also
+  records the hour's request_hourly.count in compacted_hours, all from one
+  snapshot. One transaction per hour keeps the write lock short.
 - An hour's compacted rows are valid while compacted_hours.request_count
   equals request_hourly.count. Every stored request adds one to that count,
   so an event stored in a compacted hour (a late event, a replayed log)
@@ -90,7 +90,7 @@ def stale_hours(
 def compact_newest(
     conn: sqlite3.Connection, before_hour: int, now_ms: int, first_hour: int = NO_LOWER_BOUND
 ) -> int | None:
-    """Compact the newest stale hour in [first_hour, before_hour) and return it (None: none).
+    """Compact the newest stale hour in [first_hour, before_hour); return it, or None if none.
 
     Runs inside the caller's write transaction.
     """
